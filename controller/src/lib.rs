@@ -1,1 +1,111 @@
-//! placeholder
+//! The controller: the REST API that apps' backends call, and the path from an accepted
+//! message to the device.
+//!
+//! - [`api`]: `/v1` endpoints (apps, devices, messages), `/openapi.json`, health and metrics;
+//! - [`auth`]: admin token, server and client keys;
+//! - [`delivery`]: one multiplexed HTTP/2 channel per connector, batched `Deliver` calls;
+//! - [`error`]: every error a caller can get, with its status code, in one place.
+//!
+//! A message is written to its device's inbox (durable, sequenced) before the API answers and
+//! before any live delivery is tried (DESIGN.md invariant 1); the live delivery that follows
+//! is best effort because the connector replays the inbox on every reconnect.
+//!
+//! Does not own: storage (`ringpush_store`), the ring (`ringpush_ring`), or device
+//! connections (`ringpush_connector`).
+
+pub mod api;
+pub mod auth;
+pub mod delivery;
+pub mod error;
+
+use std::sync::Arc;
+
+use ringpush_ring::Ring;
+use ringpush_store::{InboxLimits, Store, secret_hash};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use delivery::{DeliveryConfig, DeliveryRouter};
+pub use error::ApiError;
+
+/// Limits and defaults of the REST API.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// The bootstrap admin credential (creates apps).
+    pub admin_token: String,
+    /// Largest message payload, in bytes.
+    pub max_payload_bytes: usize,
+    /// Most devices in one send.
+    pub max_devices_per_request: usize,
+    /// TTL of a message sent without `ttl_seconds`.
+    pub default_ttl_seconds: u64,
+    /// Longest TTL accepted.
+    pub max_ttl_seconds: u64,
+    /// Per-device inbox limits.
+    pub inbox: InboxLimits,
+    pub delivery: DeliveryConfig,
+}
+
+impl ControllerConfig {
+    /// Defaults around the given admin token.
+    pub fn new(admin_token: String) -> Self {
+        Self {
+            admin_token,
+            max_payload_bytes: ringpush_protocol::frame::DEFAULT_MAX_PAYLOAD_BYTES,
+            max_devices_per_request: 1000,
+            default_ttl_seconds: 7 * 24 * 3600,
+            max_ttl_seconds: 28 * 24 * 3600,
+            inbox: InboxLimits::default(),
+            delivery: DeliveryConfig::default(),
+        }
+    }
+}
+
+/// Renders this process's metrics in the Prometheus text format.
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct ControllerState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) delivery: DeliveryRouter,
+    pub(crate) config: Arc<ControllerConfig>,
+    pub(crate) admin_token_hash: [u8; 32],
+    pub(crate) metrics: Option<MetricsRender>,
+}
+
+impl ControllerState {
+    /// Builds the state; the delivery senders stop when `shutdown` fires.
+    pub fn new(
+        config: ControllerConfig,
+        store: Arc<dyn Store>,
+        ring: watch::Receiver<Arc<Ring>>,
+        metrics: Option<MetricsRender>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let delivery = DeliveryRouter::new(config.delivery, ring, store.clone(), shutdown);
+        Self {
+            admin_token_hash: secret_hash(&config.admin_token),
+            store,
+            delivery,
+            config: Arc::new(config),
+            metrics,
+        }
+    }
+}
+
+/// The controller's HTTP application, for tests to drive without a server.
+pub fn app(state: ControllerState) -> axum::Router {
+    api::routes(state)
+}
+
+/// Serves the API on `listener` until `shutdown` fires, then finishes the requests under way.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ControllerState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

@@ -73,7 +73,7 @@ pub fn encode_into<M: Message>(frame: &M, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{client_frame, Ack, Hello};
+    use crate::device::{Ack, Hello, client_frame};
 
     #[test]
     fn refuses_oversized_and_empty_frames() {

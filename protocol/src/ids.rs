@@ -120,6 +120,26 @@ fn seq_text(message_id: &str) -> &str {
     message_id.split_once('-').map_or("", |(_, seq)| seq)
 }
 
+/// Ids travel in JSON as their text form.
+macro_rules! serde_as_text {
+    ($($id:ty),*) => {$(
+        impl serde::Serialize for $id {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $id {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
+serde_as_text!(DeviceId, AppId, MessageId);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,7 +147,11 @@ mod tests {
 
     #[test]
     fn device_id_is_strict_hex() {
-        assert!("00112233445566778899aabbccddeeff".parse::<DeviceId>().is_ok());
+        assert!(
+            "00112233445566778899aabbccddeeff"
+                .parse::<DeviceId>()
+                .is_ok()
+        );
         for bad in [
             "",
             "00112233445566778899AABBCCDDEEFF",

@@ -161,7 +161,9 @@ pub fn parse_handshake(buf: &[u8]) -> Result<Option<(Handshake, usize)>, WsError
     let key = header("sec-websocket-key")
         .map(str::trim)
         .filter(|key| key.len() == 24)
-        .ok_or(WsError::BadHandshake("missing or malformed Sec-WebSocket-Key"))?;
+        .ok_or(WsError::BadHandshake(
+            "missing or malformed Sec-WebSocket-Key",
+        ))?;
     let handshake = Handshake {
         path: request.path.unwrap_or("/").to_owned(),
         accept: accept_key(key),
@@ -241,7 +243,10 @@ pub fn decode_frame(
         126 if buf.len() < 4 => return Ok(None),
         126 => (u64::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
         127 if buf.len() < 10 => return Ok(None),
-        127 => (u64::from_be_bytes(buf[2..10].try_into().expect("8 bytes")), 10),
+        127 => (
+            u64::from_be_bytes(buf[2..10].try_into().expect("8 bytes")),
+            10,
+        ),
         short => (u64::from(short), 2),
     };
     if opcode.is_control() && (!fin || declared > 125) {

@@ -1,0 +1,24 @@
+# One entry point for routine tasks; CI calls `make test` too.
+.PHONY: dev test lint fmt build
+
+# Run the whole platform in one process (builds first).
+dev:
+	cargo run --release -p ringpush -- dev
+
+# The whole test suite, as CI runs it: installs redis-server if missing, then format,
+# lints and every test.
+test:
+	./deploy/install-test-deps.sh
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test --workspace
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+build:
+	cargo build --release -p ringpush

@@ -1,0 +1,416 @@
+//! The server commands: `dev`, `connector`, `dispatcher`, `controller`.
+//!
+//! Each binds every listener first (so a port clash fails at once, with the address in the
+//! message), logs every bound address, runs until SIGTERM or SIGINT, then drains.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use ringpush_controller::{ControllerConfig, ControllerState, MetricsRender};
+use ringpush_store::{EmbeddedStore, RedisStore, Store, membership};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::CommonArgs;
+use crate::settings::Settings;
+
+/// An invalid configuration: the process exits with code 64.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Controller REST address.
+    #[arg(long, env = "RINGPUSH_CONTROLLER_LISTEN")]
+    pub controller_listen: Option<SocketAddr>,
+    /// Dispatcher address.
+    #[arg(long, env = "RINGPUSH_DISPATCHER_LISTEN")]
+    pub dispatcher_listen: Option<SocketAddr>,
+    /// Connector device (WebSocket) address.
+    #[arg(long, env = "RINGPUSH_DEVICE_LISTEN")]
+    pub device_listen: Option<SocketAddr>,
+    /// Connector internal gRPC address.
+    #[arg(long, env = "RINGPUSH_GRPC_LISTEN")]
+    pub grpc_listen: Option<SocketAddr>,
+    /// Directory of the embedded store.
+    #[arg(long, env = "RINGPUSH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Admin token; a random one is generated and printed when unset.
+    #[arg(long, env = "RINGPUSH_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectorArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Redis URL: redis://host:port or redis+cluster://host:port,host:port.
+    #[arg(long, env = "RINGPUSH_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Name on the ring (default: the advertised device host:port).
+    #[arg(long, env = "RINGPUSH_CONNECTOR_ID")]
+    pub id: Option<String>,
+    /// Device (WebSocket) listen address.
+    #[arg(long, env = "RINGPUSH_DEVICE_LISTEN")]
+    pub device_listen: Option<SocketAddr>,
+    /// Device URL advertised to devices (default ws://<device-listen>/v1/connect).
+    #[arg(long, env = "RINGPUSH_DEVICE_URL")]
+    pub device_url: Option<String>,
+    /// Internal gRPC listen address.
+    #[arg(long, env = "RINGPUSH_GRPC_LISTEN")]
+    pub grpc_listen: Option<SocketAddr>,
+    /// gRPC URL advertised to controllers (default http://<grpc-listen>).
+    #[arg(long, env = "RINGPUSH_GRPC_URL")]
+    pub grpc_url: Option<String>,
+    /// Address for /healthz and /metrics (default: off).
+    #[arg(long, env = "RINGPUSH_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Seconds between device pings; silent for three of them means dead.
+    #[arg(long, env = "RINGPUSH_PING_INTERVAL_SECONDS")]
+    pub ping_interval_seconds: Option<u64>,
+    /// Longest wait for devices to leave on SIGTERM.
+    #[arg(long, env = "RINGPUSH_DRAIN_TIMEOUT_SECONDS")]
+    pub drain_timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct DispatcherArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Redis URL: redis://host:port or redis+cluster://host:port,host:port.
+    #[arg(long, env = "RINGPUSH_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Listen address.
+    #[arg(long, env = "RINGPUSH_DISPATCHER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Redis URL: redis://host:port or redis+cluster://host:port,host:port.
+    #[arg(long, env = "RINGPUSH_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// REST listen address.
+    #[arg(long, env = "RINGPUSH_CONTROLLER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Admin token (required).
+    #[arg(long, env = "RINGPUSH_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Largest message payload in bytes.
+    #[arg(long, env = "RINGPUSH_MAX_PAYLOAD_BYTES")]
+    pub max_payload_bytes: Option<usize>,
+}
+
+fn load_settings(
+    common: &CommonArgs,
+    apply: impl FnOnce(&mut Settings),
+) -> anyhow::Result<Settings> {
+    let mut settings =
+        Settings::load(common.config.as_deref()).map_err(|e| ConfigError(format!("{e:#}")))?;
+    if let Some(ttl) = common.lease_ttl_ms {
+        settings.membership.lease_ttl_ms = ttl;
+    }
+    if let Some(refresh) = common.ring_refresh_ms {
+        settings.membership.refresh_ms = refresh;
+    }
+    apply(&mut settings);
+    let settings = settings
+        .validate()
+        .map_err(|e| ConfigError(format!("{e:#}")))?;
+    crate::telemetry::init_logs(&common.log, common.log_json);
+    Ok(settings)
+}
+
+async fn bind(what: &str, address: SocketAddr) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} for the {what} (is it in use?)"))?;
+    tracing::info!(%address, "{what} listening");
+    Ok(listener)
+}
+
+async fn redis(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let store = RedisStore::connect(url)
+        .await
+        .with_context(|| format!("cannot reach Redis at {url}"))?;
+    Ok(Arc::new(store))
+}
+
+fn connector_config(settings: &Settings) -> ringpush_connector::ConnectorConfig {
+    let c = &settings.connector;
+    let defaults = ringpush_connector::ConnectorConfig::default();
+    ringpush_connector::ConnectorConfig {
+        id: c.id.clone(),
+        device_url: c.device_url.clone(),
+        grpc_url: c.grpc_url.clone(),
+        shards: if c.shards == 0 {
+            defaults.shards
+        } else {
+            c.shards
+        },
+        max_frame_bytes: c.max_frame_bytes,
+        ping_interval: Duration::from_secs(c.ping_interval_seconds),
+        drain_timeout: Duration::from_secs(c.drain_timeout_seconds),
+        membership: settings.membership(),
+        ..defaults
+    }
+}
+
+fn controller_config(settings: &Settings) -> ControllerConfig {
+    let c = &settings.controller;
+    let mut config = ControllerConfig::new(c.admin_token.clone());
+    config.max_payload_bytes = c.max_payload_bytes;
+    config.max_devices_per_request = c.max_devices_per_request;
+    config.default_ttl_seconds = c.default_ttl_seconds;
+    config.inbox.max_inbox_len = c.max_inbox_len;
+    config
+}
+
+/// `ringpush dev`: everything in one process on the embedded store.
+pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let mut settings = load_settings(&args.common, |s| {
+        if let Some(a) = args.controller_listen {
+            s.controller.listen = a;
+        }
+        if let Some(a) = args.dispatcher_listen {
+            s.dispatcher.listen = a;
+        }
+        if let Some(a) = args.device_listen {
+            s.connector.device_listen = a;
+        }
+        if let Some(a) = args.grpc_listen {
+            s.connector.grpc_listen = a;
+        }
+        if let Some(dir) = args.data_dir.clone() {
+            s.data_dir = dir;
+        }
+        if let Some(token) = args.admin_token.clone() {
+            s.controller.admin_token = token;
+        }
+    })?;
+    let generated_token = settings.controller.admin_token.is_empty();
+    if generated_token {
+        settings.controller.admin_token = crate::client::random_token();
+    }
+    let metrics = crate::telemetry::init_metrics();
+    let shutdown = crate::shutdown::on_signal()?;
+
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let path = settings.data_dir.join("ringpush.redb");
+    let store: Arc<dyn Store> = Arc::new(
+        EmbeddedStore::open(&path)
+            .await
+            .with_context(|| format!("cannot open the embedded store {}", path.display()))?,
+    );
+
+    let controller_listener = bind("controller", settings.controller.listen).await?;
+    let dispatcher_listener = bind("dispatcher", settings.dispatcher.listen).await?;
+    let device_listener = bind("connector devices", settings.connector.device_listen).await?;
+    let grpc_listener = bind("connector gRPC", settings.connector.grpc_listen).await?;
+
+    println!("ringpush dev is running (store: {})", path.display());
+    println!("  controller  http://{}", controller_listener.local_addr()?);
+    println!("  dispatcher  http://{}", dispatcher_listener.local_addr()?);
+    println!("  connector   {}", settings.connector.device_url);
+    if generated_token {
+        println!(
+            "  admin token {0}\n  export RINGPUSH_ADMIN_TOKEN={0}",
+            settings.controller.admin_token
+        );
+    }
+
+    let ring = membership::watch_ring(store.clone(), settings.membership(), shutdown.clone()).await;
+    let connector = tokio::spawn(ringpush_connector::run(
+        connector_config(&settings),
+        device_listener,
+        grpc_listener,
+        store.clone(),
+        shutdown.clone(),
+    ));
+    let dispatcher = tokio::spawn(ringpush_dispatcher::serve(
+        dispatcher_listener,
+        ring.clone(),
+        shutdown.clone(),
+    ));
+    let state = ControllerState::new(
+        controller_config(&settings),
+        store.clone(),
+        ring,
+        Some(metrics),
+        shutdown.clone(),
+    );
+    let controller = tokio::spawn(ringpush_controller::serve(
+        controller_listener,
+        state,
+        shutdown.clone(),
+    ));
+    let (connector, dispatcher, controller) = tokio::join!(connector, dispatcher, controller);
+    connector?.context("connector failed")?;
+    dispatcher?.context("dispatcher failed")?;
+    controller?.context("controller failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `ringpush connector`.
+pub async fn connector(args: ConnectorArgs) -> anyhow::Result<()> {
+    let settings = load_settings(&args.common, |s| {
+        if let Some(url) = args.redis_url.clone() {
+            s.redis_url = url;
+        }
+        if let Some(id) = args.id.clone() {
+            s.connector.id = id;
+        }
+        if let Some(a) = args.device_listen {
+            s.connector.device_listen = a;
+        }
+        if let Some(url) = args.device_url.clone() {
+            s.connector.device_url = url;
+        }
+        if let Some(a) = args.grpc_listen {
+            s.connector.grpc_listen = a;
+        }
+        if let Some(url) = args.grpc_url.clone() {
+            s.connector.grpc_url = url;
+        }
+        if let Some(a) = args.admin_listen {
+            s.connector.admin_listen = a.to_string();
+        }
+        if let Some(p) = args.ping_interval_seconds {
+            s.connector.ping_interval_seconds = p;
+        }
+        if let Some(d) = args.drain_timeout_seconds {
+            s.connector.drain_timeout_seconds = d;
+        }
+    })?;
+    let metrics = crate::telemetry::init_metrics();
+    let shutdown = crate::shutdown::on_signal()?;
+    let store = redis(&settings.redis_url).await?;
+    let device_listener = bind("connector devices", settings.connector.device_listen).await?;
+    let grpc_listener = bind("connector gRPC", settings.connector.grpc_listen).await?;
+    if !settings.connector.admin_listen.is_empty() {
+        let address: SocketAddr = settings
+            .connector
+            .admin_listen
+            .parse()
+            .map_err(|e| ConfigError(format!("connector.admin_listen: {e}")))?;
+        let listener = bind("connector admin", address).await?;
+        tokio::spawn(serve_admin(listener, metrics, shutdown.clone()));
+    }
+    tracing::info!(id = %settings.connector.id, device_url = %settings.connector.device_url, grpc_url = %settings.connector.grpc_url, "connector starting");
+    ringpush_connector::run(
+        connector_config(&settings),
+        device_listener,
+        grpc_listener,
+        store,
+        shutdown,
+    )
+    .await
+    .context("connector failed")?;
+    tracing::info!("connector stopped");
+    Ok(())
+}
+
+/// `ringpush dispatcher`.
+pub async fn dispatcher(args: DispatcherArgs) -> anyhow::Result<()> {
+    let settings = load_settings(&args.common, |s| {
+        if let Some(url) = args.redis_url.clone() {
+            s.redis_url = url;
+        }
+        if let Some(a) = args.listen {
+            s.dispatcher.listen = a;
+        }
+    })?;
+    let metrics = crate::telemetry::init_metrics();
+    let shutdown = crate::shutdown::on_signal()?;
+    let store = redis(&settings.redis_url).await?;
+    let listener = bind("dispatcher", settings.dispatcher.listen).await?;
+    let ring = membership::watch_ring(store, settings.membership(), shutdown.clone()).await;
+    let app = ringpush_dispatcher::router(ring).merge(metrics_route(metrics));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("dispatcher failed")?;
+    Ok(())
+}
+
+/// `ringpush controller`.
+pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+    let settings = load_settings(&args.common, |s| {
+        if let Some(url) = args.redis_url.clone() {
+            s.redis_url = url;
+        }
+        if let Some(a) = args.listen {
+            s.controller.listen = a;
+        }
+        if let Some(token) = args.admin_token.clone() {
+            s.controller.admin_token = token;
+        }
+        if let Some(max) = args.max_payload_bytes {
+            s.controller.max_payload_bytes = max;
+        }
+    })?;
+    if settings.controller.admin_token.len() < 16 {
+        return Err(ConfigError(
+            "an admin token of at least 16 characters is required: set RINGPUSH_ADMIN_TOKEN or --admin-token".into(),
+        )
+        .into());
+    }
+    let metrics = crate::telemetry::init_metrics();
+    let shutdown = crate::shutdown::on_signal()?;
+    let store = redis(&settings.redis_url).await?;
+    let listener = bind("controller", settings.controller.listen).await?;
+    let ring = membership::watch_ring(store.clone(), settings.membership(), shutdown.clone()).await;
+    let state = ControllerState::new(
+        controller_config(&settings),
+        store,
+        ring,
+        Some(metrics),
+        shutdown.clone(),
+    );
+    ringpush_controller::serve(listener, state, shutdown)
+        .await
+        .context("controller failed")?;
+    Ok(())
+}
+
+fn metrics_route(render: MetricsRender) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let render = render.clone();
+            async move { render() }
+        }),
+    )
+}
+
+async fn serve_admin(listener: TcpListener, metrics: MetricsRender, shutdown: CancellationToken) {
+    let app = metrics_route(metrics).route("/healthz", axum::routing::get(|| async { "ok\n" }));
+    if let Err(error) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::warn!(%error, "admin listener failed");
+    }
+}

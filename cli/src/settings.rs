@@ -1,0 +1,234 @@
+//! Settings of the server commands: built-in defaults, then a TOML file, then environment
+//! variables and flags (clap reads both), each overriding the one before.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// Everything a server process can be told, as read from a TOML file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Redis for `connector`, `dispatcher` and `controller` (not used by `dev`):
+    /// `redis://host:port` or `redis+cluster://host:port,host:port`.
+    pub redis_url: String,
+    /// Where `dev` keeps its embedded store.
+    pub data_dir: PathBuf,
+    pub controller: ControllerSettings,
+    pub dispatcher: DispatcherSettings,
+    pub connector: ConnectorSettings,
+    pub membership: MembershipSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControllerSettings {
+    pub listen: SocketAddr,
+    /// The admin token; `dev` makes one up and prints it when this is empty.
+    pub admin_token: String,
+    pub max_payload_bytes: usize,
+    pub max_devices_per_request: usize,
+    pub default_ttl_seconds: u64,
+    pub max_inbox_len: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatcherSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectorSettings {
+    /// The connector's name on the ring; defaults to its advertised device address.
+    pub id: String,
+    pub device_listen: SocketAddr,
+    /// The device URL advertised on the ring; defaults to `ws://<device_listen>/v1/connect`.
+    pub device_url: String,
+    pub grpc_listen: SocketAddr,
+    /// The gRPC URL advertised on the ring; defaults to `http://<grpc_listen>`.
+    pub grpc_url: String,
+    /// Health and metrics (`/healthz`, `/readyz`, `/metrics`) of a standalone connector;
+    /// empty: off.
+    pub admin_listen: String,
+    pub ping_interval_seconds: u64,
+    pub drain_timeout_seconds: u64,
+    pub max_frame_bytes: usize,
+    /// Event-loop shards; 0: one per core.
+    pub shards: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MembershipSettings {
+    pub lease_ttl_ms: u64,
+    pub refresh_ms: u64,
+    pub vnodes: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            data_dir: PathBuf::from(".ringpush"),
+            controller: ControllerSettings::default(),
+            dispatcher: DispatcherSettings::default(),
+            connector: ConnectorSettings::default(),
+            membership: MembershipSettings::default(),
+        }
+    }
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            admin_token: String::new(),
+            max_payload_bytes: ringpush_protocol::frame::DEFAULT_MAX_PAYLOAD_BYTES,
+            max_devices_per_request: 1000,
+            default_ttl_seconds: 7 * 24 * 3600,
+            max_inbox_len: 1000,
+        }
+    }
+}
+
+impl Default for DispatcherSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8081".parse().expect("valid address"),
+        }
+    }
+}
+
+impl Default for ConnectorSettings {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            device_listen: "127.0.0.1:8082".parse().expect("valid address"),
+            device_url: String::new(),
+            grpc_listen: "127.0.0.1:8083".parse().expect("valid address"),
+            grpc_url: String::new(),
+            admin_listen: String::new(),
+            ping_interval_seconds: 30,
+            drain_timeout_seconds: 10,
+            max_frame_bytes: ringpush_protocol::frame::DEFAULT_MAX_PAYLOAD_BYTES
+                + ringpush_protocol::frame::FRAME_OVERHEAD_BYTES,
+            shards: 0,
+        }
+    }
+}
+
+impl Default for MembershipSettings {
+    fn default() -> Self {
+        let defaults = ringpush_store::membership::MembershipConfig::default();
+        Self {
+            lease_ttl_ms: defaults.lease_ttl.as_millis() as u64,
+            refresh_ms: defaults.refresh_every.as_millis() as u64,
+            vnodes: defaults.vnodes,
+        }
+    }
+}
+
+impl Settings {
+    /// The defaults, overlaid with the TOML file at `path` when given.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// The default settings as a commented TOML file.
+    pub fn default_toml() -> String {
+        let body = toml::to_string_pretty(&Self::default()).expect("settings serialise");
+        format!(
+            "# ringpush settings. Every value here can also be set by a flag or a RINGPUSH_*\n\
+             # environment variable (see `ringpush <command> --help`); flags win over the\n\
+             # environment, which wins over this file.\n\n{body}"
+        )
+    }
+
+    /// Checks what the types cannot, and fills the values derived from others.
+    pub fn validate(mut self) -> anyhow::Result<Self> {
+        let connector = &mut self.connector;
+        if connector.device_url.is_empty() {
+            connector.device_url = format!(
+                "ws://{}{}",
+                connector.device_listen,
+                ringpush_protocol::CONNECT_PATH
+            );
+        }
+        if connector.grpc_url.is_empty() {
+            connector.grpc_url = format!("http://{}", connector.grpc_listen);
+        }
+        if connector.id.is_empty() {
+            connector.id = connector
+                .device_url
+                .trim_start_matches("ws://")
+                .trim_start_matches("wss://")
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        if !connector.device_url.starts_with("ws://") && !connector.device_url.starts_with("wss://")
+        {
+            bail!(
+                "connector.device_url must start with ws:// or wss://, got {:?}",
+                connector.device_url
+            );
+        }
+        if connector.ping_interval_seconds == 0 {
+            bail!("connector.ping_interval_seconds must be at least 1");
+        }
+        if self.controller.max_payload_bytes == 0 || self.controller.max_inbox_len == 0 {
+            bail!("controller.max_payload_bytes and controller.max_inbox_len must be positive");
+        }
+        if self.membership.lease_ttl_ms < 300 || self.membership.vnodes == 0 {
+            bail!("membership.lease_ttl_ms must be at least 300 and membership.vnodes positive");
+        }
+        Ok(self)
+    }
+
+    pub fn membership(&self) -> ringpush_store::membership::MembershipConfig {
+        ringpush_store::membership::MembershipConfig {
+            lease_ttl: Duration::from_millis(self.membership.lease_ttl_ms),
+            refresh_every: Duration::from_millis(self.membership.refresh_ms.max(50)),
+            vnodes: self.membership.vnodes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_file_reads_back_and_unknown_keys_are_refused() {
+        let text = Settings::default_toml();
+        let parsed: Settings = toml::from_str(&text).unwrap();
+        assert_eq!(
+            parsed.controller.listen,
+            Settings::default().controller.listen
+        );
+        let error = toml::from_str::<Settings>("[controller]\nlisten_addr = \"x\"\n").unwrap_err();
+        assert!(error.to_string().contains("listen_addr"), "{error}");
+    }
+
+    #[test]
+    fn derived_connector_values() {
+        let settings = Settings::default().validate().unwrap();
+        assert_eq!(
+            settings.connector.device_url,
+            "ws://127.0.0.1:8082/v1/connect"
+        );
+        assert_eq!(settings.connector.grpc_url, "http://127.0.0.1:8083");
+        assert_eq!(settings.connector.id, "127.0.0.1:8082");
+    }
+}

@@ -1,0 +1,92 @@
+//! The REST API under `/v1`, plus `/openapi.json`, `/healthz`, `/readyz` and `/metrics`.
+
+pub mod apps;
+pub mod devices;
+pub mod messages;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use serde::de::DeserializeOwned;
+
+use crate::ControllerState;
+use crate::error::ApiError;
+
+/// The largest request body accepted (a send to the most devices with the largest payload
+/// fits well within it).
+const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The OpenAPI 3.1 description of this API.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
+pub(crate) fn routes(state: ControllerState) -> Router {
+    Router::new()
+        .route("/v1/apps", post(apps::create_app))
+        .route("/v1/apps/{app_id}/devices", post(devices::register_device))
+        .route(
+            "/v1/apps/{app_id}/devices/{device_id}",
+            get(devices::device_state),
+        )
+        .route("/v1/apps/{app_id}/messages", post(messages::send_messages))
+        .route(
+            "/v1/apps/{app_id}/messages/{message_id}",
+            get(messages::message_status),
+        )
+        .route("/openapi.json", get(openapi))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+}
+
+/// Ready when the store answers.
+async fn ready(State(state): State<ControllerState>) -> Response {
+    match state.store.live_members(ringpush_store::now_ms()).await {
+        Ok(members) => format!("ready: {} connectors\n", members.len()).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+async fn metrics_text(State(state): State<ControllerState>) -> Response {
+    match &state.metrics {
+        Some(render) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "metrics are not enabled in this process\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::InvalidRequest("no such endpoint: see /openapi.json".into())
+}
+
+/// Parses a JSON body with a message that names what is wrong.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|error| ApiError::InvalidRequest(format!("request body: {error}")))
+}
+
+/// A new secret: `prefix` and 32 random bytes in URL-safe base64.
+pub(crate) fn random_secret(prefix: &str) -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}

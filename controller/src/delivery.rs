@@ -1,0 +1,253 @@
+//! Hands durable messages to the connectors that hold their devices.
+//!
+//! One long-lived HTTP/2 channel per connector (tonic multiplexes every call over it), fed by
+//! one sender task per connector through a bounded queue: concurrent sends are batched into
+//! one `Deliver` call, and a full queue slows callers down instead of growing without bound.
+//!
+//! A live send is an optimisation, never the source of truth: the message is already in the
+//! device's inbox, so a connector that is down, slow or wrong only delays it until the device
+//! reconnects. When a connector answers NOT_CONNECTED (the rings of two processes disagree
+//! for a moment, or the device just moved) the message is retried once at the connector that
+//! the device's presence names.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ringpush_protocol::DeviceId;
+use ringpush_protocol::device::Push;
+use ringpush_protocol::internal::connector_client::ConnectorClient;
+use ringpush_protocol::internal::{DeliverRequest, Delivery, DeliveryOutcome};
+use ringpush_ring::{Member, Ring};
+use ringpush_store::Store;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+/// Limits of the delivery path.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryConfig {
+    /// Messages queued per connector before senders wait.
+    pub queue_per_connector: usize,
+    /// Most messages in one `Deliver` call.
+    pub max_batch: usize,
+    /// `Deliver` calls in flight per connector.
+    pub calls_in_flight: usize,
+    /// How long one `Deliver` call may take before it is abandoned (the inbox keeps the messages).
+    pub call_timeout: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            queue_per_connector: 16_384,
+            max_batch: 512,
+            calls_in_flight: 8,
+            call_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A message on its way to a connector.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub device: DeviceId,
+    pub push: Push,
+    /// Whether this is already the retry at the presence connector.
+    retried: bool,
+}
+
+impl Outgoing {
+    /// A first attempt.
+    pub fn new(device: DeviceId, push: Push) -> Self {
+        Self {
+            device,
+            push,
+            retried: false,
+        }
+    }
+}
+
+/// Routes messages to the connector that owns each device on the current ring.
+#[derive(Clone)]
+pub struct DeliveryRouter {
+    inner: Arc<RouterInner>,
+}
+
+struct RouterInner {
+    config: DeliveryConfig,
+    ring: watch::Receiver<Arc<Ring>>,
+    store: Arc<dyn Store>,
+    /// One queue per connector id; the sender task behind it ends when the queue is dropped
+    /// (the connector left the ring) or at shutdown. Locked only to look up or insert.
+    links: Mutex<HashMap<String, mpsc::Sender<Outgoing>>>,
+    shutdown: CancellationToken,
+}
+
+impl DeliveryRouter {
+    /// A router over the ring published in `ring`.
+    pub fn new(
+        config: DeliveryConfig,
+        ring: watch::Receiver<Arc<Ring>>,
+        store: Arc<dyn Store>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(RouterInner {
+                config,
+                ring,
+                store,
+                links: Mutex::new(HashMap::new()),
+                shutdown,
+            }),
+        }
+    }
+
+    /// Queues messages for their owners; waits while a connector's queue is full. Messages
+    /// whose device has no owner (no live connector) stay in their inboxes.
+    pub async fn send(&self, messages: Vec<Outgoing>) {
+        let ring = self.inner.ring.borrow().clone();
+        for message in messages {
+            let Some(owner) = ring.owner(message.device) else {
+                metrics::counter!("ringpush_controller_deliveries_total", "outcome" => "no_connector").increment(1);
+                continue;
+            };
+            self.send_to(owner, message).await;
+        }
+    }
+
+    async fn send_to(&self, member: &Member, message: Outgoing) {
+        let queue = self.link(member);
+        if queue.send(message).await.is_err() {
+            // The sender task ended (shutdown): the inbox keeps the message.
+            metrics::counter!("ringpush_controller_deliveries_total", "outcome" => "dropped")
+                .increment(1);
+        }
+    }
+
+    fn link(&self, member: &Member) -> mpsc::Sender<Outgoing> {
+        let mut links = self.inner.links.lock().expect("links lock poisoned");
+        if let Some(queue) = links.get(&member.id).filter(|queue| !queue.is_closed()) {
+            return queue.clone();
+        }
+        let (queue, receiver) = mpsc::channel(self.inner.config.queue_per_connector);
+        links.insert(member.id.clone(), queue.clone());
+        // Forget connectors that left the ring; their tasks end once their queues drain.
+        let ring = self.inner.ring.borrow().clone();
+        links.retain(|id, _| ring.member(id).is_some() || *id == member.id);
+        tokio::spawn(run_link(self.clone(), member.clone(), receiver));
+        queue
+    }
+
+    /// After NOT_CONNECTED: if the device's presence names another live connector, try there once.
+    async fn retry_at_presence(&self, tried: &str, mut message: Outgoing) {
+        let presence = match self.inner.store.presence(message.device).await {
+            Ok(Some(presence)) if presence.connector_id != tried => presence,
+            _ => return,
+        };
+        let ring = self.inner.ring.borrow().clone();
+        let Some(member) = ring.member(&presence.connector_id) else {
+            return;
+        };
+        message.retried = true;
+        self.send_to(member, message).await;
+    }
+}
+
+/// The sender task of one connector: batches its queue into `Deliver` calls.
+async fn run_link(router: DeliveryRouter, member: Member, mut queue: mpsc::Receiver<Outgoing>) {
+    let config = router.inner.config;
+    let channel = match Endpoint::from_shared(member.grpc_url.clone()) {
+        Ok(endpoint) => endpoint
+            .connect_timeout(Duration::from_secs(2))
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_while_idle(true)
+            .connect_lazy(),
+        Err(error) => {
+            tracing::error!(connector = %member.id, url = %member.grpc_url, %error, "bad connector address");
+            return;
+        }
+    };
+    let in_flight = Arc::new(Semaphore::new(config.calls_in_flight));
+    let shutdown = router.inner.shutdown.clone();
+    loop {
+        let first = tokio::select! {
+            message = queue.recv() => match message { Some(message) => message, None => return },
+            _ = shutdown.cancelled() => return,
+        };
+        let mut batch = vec![first];
+        while batch.len() < config.max_batch {
+            match queue.try_recv() {
+                Ok(message) => batch.push(message),
+                Err(_) => break,
+            }
+        }
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let router = router.clone();
+        let channel = channel.clone();
+        let member_id = member.id.clone();
+        tokio::spawn(async move {
+            deliver_batch(&router, channel, &member_id, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn deliver_batch(
+    router: &DeliveryRouter,
+    channel: Channel,
+    member_id: &str,
+    batch: Vec<Outgoing>,
+) {
+    let started = Instant::now();
+    let request = DeliverRequest {
+        deliveries: batch
+            .iter()
+            .map(|message| Delivery {
+                device_id: message.device.to_string(),
+                push: Some(message.push.clone()),
+            })
+            .collect(),
+    };
+    let mut client = ConnectorClient::new(channel);
+    let call = client.deliver(request);
+    let answer = tokio::time::timeout(router.inner.config.call_timeout, call).await;
+    metrics::histogram!("ringpush_controller_deliver_call_seconds")
+        .record(started.elapsed().as_secs_f64());
+    let outcomes = match answer {
+        Ok(Ok(response)) => response.into_inner().outcomes,
+        Ok(Err(status)) => {
+            tracing::warn!(connector = member_id, code = ?status.code(), message = status.message(), count = batch.len(), "deliver call failed; the inboxes keep the messages");
+            metrics::counter!("ringpush_controller_deliveries_total", "outcome" => "call_failed")
+                .increment(batch.len() as u64);
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(
+                connector = member_id,
+                count = batch.len(),
+                "deliver call timed out; the inboxes keep the messages"
+            );
+            metrics::counter!("ringpush_controller_deliveries_total", "outcome" => "call_failed")
+                .increment(batch.len() as u64);
+            return;
+        }
+    };
+    let mut not_connected = Vec::new();
+    for (message, outcome) in batch.into_iter().zip(outcomes) {
+        let outcome = DeliveryOutcome::try_from(outcome).unwrap_or(DeliveryOutcome::Unspecified);
+        let label = match outcome {
+            DeliveryOutcome::Written => "written",
+            DeliveryOutcome::CatchingUp => "catching_up",
+            DeliveryOutcome::NotConnected => "not_connected",
+            DeliveryOutcome::Unspecified => "unspecified",
+        };
+        metrics::counter!("ringpush_controller_deliveries_total", "outcome" => label).increment(1);
+        if outcome == DeliveryOutcome::NotConnected && !message.retried {
+            not_connected.push(router.retry_at_presence(member_id, message));
+        }
+    }
+    futures_util::future::join_all(not_connected).await;
+}

@@ -1,0 +1,80 @@
+//! Every error the REST API answers, mapped to its HTTP status and JSON body in one place.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ringpush_store::StoreError;
+
+/// An error answered to a REST caller as `{"error": {"code": ..., "message": ...}}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing credentials: send `Authorization: Bearer <key>`")]
+    MissingCredentials,
+    #[error("the key is not valid for this {0}")]
+    InvalidCredentials(&'static str),
+    #[error("this endpoint needs the {needed}; the {given} cannot call it")]
+    WrongKey {
+        needed: &'static str,
+        given: &'static str,
+    },
+    #[error("no app with id {0}")]
+    UnknownApp(String),
+    #[error("no device with id {0} in this app")]
+    UnknownDevice(String),
+    #[error("unknown devices in this app: {0}")]
+    UnknownDevices(String),
+    #[error("no message with id {0} in this app")]
+    UnknownMessage(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("payload of {len} bytes is over the limit of {max} bytes")]
+    PayloadTooLarge { len: usize, max: usize },
+    #[error("the Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
+    #[error("the store is unavailable, nothing was accepted; retry with backoff ({0})")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::MissingCredentials => (StatusCode::UNAUTHORIZED, "missing_credentials"),
+            Self::InvalidCredentials(_) => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            Self::WrongKey { .. } => (StatusCode::FORBIDDEN, "wrong_key"),
+            Self::UnknownApp(_) => (StatusCode::NOT_FOUND, "unknown_app"),
+            Self::UnknownDevice(_) | Self::UnknownDevices(_) => {
+                (StatusCode::NOT_FOUND, "unknown_device")
+            }
+            Self::UnknownMessage(_) => (StatusCode::NOT_FOUND, "unknown_message"),
+            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::IdempotencyKeyReused => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+            }
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(detail) => Self::Unavailable(detail),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::warn!(code, error = %self, "request failed");
+        }
+        let body = serde_json::json!({ "error": { "code": code, "message": self.to_string() } });
+        (status, Json(body)).into_response()
+    }
+}
