@@ -27,6 +27,8 @@ pub enum ApiError {
     UnknownMessage(String),
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("no such endpoint: {0} (see /openapi.json)")]
+    NoSuchEndpoint(String),
     #[error("payload of {len} bytes is over the limit of {max} bytes")]
     PayloadTooLarge { len: usize, max: usize },
     #[error("the Idempotency-Key was already used for a different request")]
@@ -49,6 +51,7 @@ impl ApiError {
             }
             Self::UnknownMessage(_) => (StatusCode::NOT_FOUND, "unknown_message"),
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::NoSuchEndpoint(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::IdempotencyKeyReused => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")

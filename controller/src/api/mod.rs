@@ -72,8 +72,8 @@ async fn metrics_text(State(state): State<ControllerState>) -> Response {
     }
 }
 
-async fn not_found() -> ApiError {
-    ApiError::InvalidRequest("no such endpoint: see /openapi.json".into())
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NoSuchEndpoint(format!("{method} {}", uri.path()))
 }
 
 /// Parses a JSON body with a message that names what is wrong.
