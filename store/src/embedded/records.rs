@@ -1,0 +1,215 @@
+//! The redb tables of the embedded store and the byte layout of their keys and values.
+//!
+//! All integers are big-endian, so that byte order is numeric order and a range scan over
+//! `device ++ seq` reads one device's inbox in seq order.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `apps` | app id (8) | server key hash (32), client key hash (32), created_at (8), name (UTF-8) |
+//! | `devices` | device id (16) | app id (8), token hash (32), created_at (8) |
+//! | `positions` | device id (16) | last seq, delivered, acked, inbox rows (8 each) |
+//! | `inbox` | device id (16) ++ seq (8) | created_at (8), expires_at (8), content type (1: 0 JSON, 1 text), payload |
+//! | `idempotency` | scope (1: `m` append marker, `r` request) ++ device or app id ++ key | expires_at (8) ++ seq (8) or fingerprint (32) |
+//! | `idempotency_expiry` | expires_at (8) ++ idempotency key | (), to sweep expired records in expiry order |
+
+use redb::TableDefinition;
+use ringpush_protocol::{AppId, DeviceId};
+
+use crate::{AppRecord, ContentType, DeviceRecord, StoreError, StoreResult, StoredMessage};
+
+pub(super) const APPS: TableDefinition<&[u8; 8], &[u8]> = TableDefinition::new("apps");
+pub(super) const DEVICES: TableDefinition<&[u8; 16], &[u8; 48]> = TableDefinition::new("devices");
+pub(super) const POSITIONS: TableDefinition<&[u8; 16], &[u8; 32]> =
+    TableDefinition::new("positions");
+pub(super) const INBOX: TableDefinition<&[u8; 24], &[u8]> = TableDefinition::new("inbox");
+pub(super) const IDEMPOTENCY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("idempotency");
+pub(super) const IDEMPOTENCY_EXPIRY: TableDefinition<&[u8], ()> =
+    TableDefinition::new("idempotency_expiry");
+
+/// Scope byte of an append marker in `idempotency`.
+const APPEND_MARKER: u8 = b'm';
+/// Scope byte of a request fingerprint in `idempotency`.
+const REQUEST: u8 = b'r';
+
+/// Key of an inbox entry.
+pub(super) fn inbox_key(device: DeviceId, seq: u64) -> [u8; 24] {
+    let mut key = [0; 24];
+    key[..16].copy_from_slice(&device.0.to_be_bytes());
+    key[16..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The seq of an inbox key.
+pub(super) fn inbox_key_seq(key: &[u8; 24]) -> u64 {
+    u64::from_be_bytes(word(&key[16..]))
+}
+
+/// An inbox entry's value.
+pub(super) fn inbox_value(
+    created_at_ms: i64,
+    expires_at_ms: i64,
+    content_type: ContentType,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut value = Vec::with_capacity(17 + payload.len());
+    value.extend_from_slice(&created_at_ms.to_be_bytes());
+    value.extend_from_slice(&expires_at_ms.to_be_bytes());
+    value.push(match content_type {
+        ContentType::Json => 0,
+        ContentType::Text => 1,
+    });
+    value.extend_from_slice(payload);
+    value
+}
+
+/// When an inbox entry expires, read without copying its payload.
+pub(super) fn inbox_value_expires_at(value: &[u8]) -> StoreResult<i64> {
+    value
+        .get(8..16)
+        .map(|bytes| i64::from_be_bytes(word(bytes)))
+        .ok_or_else(|| corrupt("inbox", "entry shorter than its header"))
+}
+
+/// An inbox entry read back.
+pub(super) fn decode_inbox_entry(key: &[u8; 24], value: &[u8]) -> StoreResult<StoredMessage> {
+    if value.len() < 17 {
+        return Err(corrupt("inbox", "entry shorter than its header"));
+    }
+    let content_type = match value[16] {
+        0 => ContentType::Json,
+        1 => ContentType::Text,
+        other => {
+            return Err(corrupt(
+                "inbox",
+                &format!("unknown content type byte {other}"),
+            ));
+        }
+    };
+    Ok(StoredMessage {
+        seq: inbox_key_seq(key),
+        created_at_ms: i64::from_be_bytes(word(&value[..8])),
+        expires_at_ms: i64::from_be_bytes(word(&value[8..16])),
+        content_type,
+        payload: value[17..].to_vec(),
+    })
+}
+
+/// A device's inbox positions and how many inbox rows it has (expired or not), kept so that
+/// the cap needs no count.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Positions {
+    pub(super) last_seq: u64,
+    pub(super) delivered_up_to: u64,
+    pub(super) acked_up_to: u64,
+    pub(super) rows: u64,
+}
+
+impl Positions {
+    pub(super) fn decode(value: &[u8; 32]) -> Self {
+        Self {
+            last_seq: u64::from_be_bytes(word(&value[..8])),
+            delivered_up_to: u64::from_be_bytes(word(&value[8..16])),
+            acked_up_to: u64::from_be_bytes(word(&value[16..24])),
+            rows: u64::from_be_bytes(word(&value[24..])),
+        }
+    }
+
+    pub(super) fn encode(&self) -> [u8; 32] {
+        let mut value = [0; 32];
+        value[..8].copy_from_slice(&self.last_seq.to_be_bytes());
+        value[8..16].copy_from_slice(&self.delivered_up_to.to_be_bytes());
+        value[16..24].copy_from_slice(&self.acked_up_to.to_be_bytes());
+        value[24..].copy_from_slice(&self.rows.to_be_bytes());
+        value
+    }
+}
+
+pub(super) fn encode_app(app: &AppRecord) -> Vec<u8> {
+    let mut value = Vec::with_capacity(72 + app.name.len());
+    value.extend_from_slice(&app.server_key_hash);
+    value.extend_from_slice(&app.client_key_hash);
+    value.extend_from_slice(&app.created_at_ms.to_be_bytes());
+    value.extend_from_slice(app.name.as_bytes());
+    value
+}
+
+pub(super) fn decode_app(id: AppId, value: &[u8]) -> StoreResult<AppRecord> {
+    if value.len() < 72 {
+        return Err(corrupt(
+            "apps",
+            &format!("app {id} shorter than its header"),
+        ));
+    }
+    let name = String::from_utf8(value[72..].to_vec())
+        .map_err(|_| corrupt("apps", &format!("app {id} name is not UTF-8")))?;
+    Ok(AppRecord {
+        id,
+        name,
+        server_key_hash: hash(&value[..32]),
+        client_key_hash: hash(&value[32..64]),
+        created_at_ms: i64::from_be_bytes(word(&value[64..72])),
+    })
+}
+
+pub(super) fn encode_device(device: &DeviceRecord) -> [u8; 48] {
+    let mut value = [0; 48];
+    value[..8].copy_from_slice(&device.app.0.to_be_bytes());
+    value[8..40].copy_from_slice(&device.token_hash);
+    value[40..].copy_from_slice(&device.created_at_ms.to_be_bytes());
+    value
+}
+
+pub(super) fn decode_device(id: DeviceId, value: &[u8; 48]) -> DeviceRecord {
+    DeviceRecord {
+        id,
+        app: AppId(u64::from_be_bytes(word(&value[..8]))),
+        token_hash: hash(&value[8..40]),
+        created_at_ms: i64::from_be_bytes(word(&value[40..])),
+    }
+}
+
+/// Key of an append marker: scope, device, the caller's idempotency key.
+pub(super) fn append_marker_key(device: DeviceId, idempotency_key: &str) -> Vec<u8> {
+    scoped_key(APPEND_MARKER, &device.0.to_be_bytes(), idempotency_key)
+}
+
+/// Key of a request fingerprint: scope, app, the caller's idempotency key.
+pub(super) fn request_key(app: AppId, idempotency_key: &str) -> Vec<u8> {
+    scoped_key(REQUEST, &app.0.to_be_bytes(), idempotency_key)
+}
+
+fn scoped_key(scope: u8, owner: &[u8], idempotency_key: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + owner.len() + idempotency_key.len());
+    key.push(scope);
+    key.extend_from_slice(owner);
+    key.extend_from_slice(idempotency_key.as_bytes());
+    key
+}
+
+/// Splits an idempotency value into its expiry and its data.
+pub(super) fn split_idempotency_value(value: &[u8]) -> StoreResult<(i64, &[u8])> {
+    if value.len() < 8 {
+        return Err(corrupt("idempotency", "record shorter than its expiry"));
+    }
+    Ok((i64::from_be_bytes(word(&value[..8])), &value[8..]))
+}
+
+pub(super) fn hash(bytes: &[u8]) -> [u8; 32] {
+    let mut hash = [0; 32];
+    hash.copy_from_slice(&bytes[..32]);
+    hash
+}
+
+/// The first 8 bytes of a slice that has at least 8.
+pub(super) fn word(bytes: &[u8]) -> [u8; 8] {
+    let mut word = [0; 8];
+    word.copy_from_slice(&bytes[..8]);
+    word
+}
+
+pub(super) fn corrupt(table: &str, detail: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: format!("redb table {table}"),
+        detail: detail.to_owned(),
+    }
+}

@@ -1,0 +1,28 @@
+//! The Lua scripts that change one device's (or the ring's) state atomically. Each runs by
+//! EVALSHA and is loaded on first use (the text is in `lua/`, documented at its top).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Idempotency check, next seq, append, cap, expiry, marker.
+pub(super) static APPEND: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/append.lua")));
+/// Trim up to a seq, raise acked and delivered.
+pub(super) static ACK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/ack.lua")));
+/// Raise delivered.
+pub(super) static MARK_DELIVERED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/mark_delivered.lua")));
+/// Positions and unexpired count.
+pub(super) static INBOX_STATE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/inbox_state.lua")));
+/// Clear presence if still (connector, epoch).
+pub(super) static CLEAR_PRESENCE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/clear_presence.lua")));
+/// Create a hash only if absent.
+pub(super) static CREATE_RECORD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/create_record.lua")));
+/// Live leases with their members, pruning long-dead ones.
+pub(super) static LIVE_MEMBERS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/live_members.lua")));

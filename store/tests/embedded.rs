@@ -1,0 +1,146 @@
+//! The embedded store: the whole conformance suite on a fresh file per test, and what only a
+//! file can show (data kept across close and reopen, one process per file).
+
+use ringpush_protocol::{AppId, DeviceId};
+use ringpush_store::{
+    AppRecord, ContentType, EmbeddedStore, InboxLimits, NewMessage, Store, StoreError, secret_hash,
+};
+
+ringpush_store::store_conformance_tests!(async {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("open store");
+    (store, dir)
+});
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn message(device: DeviceId, text: &str, key: Option<&str>) -> NewMessage {
+    NewMessage {
+        device,
+        payload: text.as_bytes().to_vec(),
+        content_type: ContentType::Text,
+        created_at_ms: NOW,
+        expires_at_ms: NOW + 3_600_000,
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+#[tokio::test]
+async fn data_survives_close_and_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.redb");
+    let device = DeviceId::random();
+    let app = AppRecord {
+        id: AppId::random(),
+        name: "kept".to_owned(),
+        server_key_hash: secret_hash("s"),
+        client_key_hash: secret_hash("c"),
+        created_at_ms: NOW,
+    };
+    {
+        let store = EmbeddedStore::open(&path).expect("open");
+        store.create_app(&app).await.expect("create app");
+        let batch = [
+            message(device, "one", Some("k")),
+            message(device, "two", None),
+            message(device, "three", None),
+        ];
+        store
+            .append(&batch, InboxLimits::default())
+            .await
+            .expect("append");
+        store.ack(&[(device, 1)]).await.expect("ack");
+        store.mark_delivered(&[(device, 2)]).await.expect("mark");
+        let fingerprint = secret_hash("request");
+        assert_eq!(
+            store
+                .remember_request(app.id, "r", fingerprint)
+                .await
+                .expect("remember"),
+            None
+        );
+    }
+    let store = EmbeddedStore::open(&path).expect("reopen");
+    assert_eq!(store.app(app.id).await.expect("app"), Some(app.clone()));
+    let state = store.inbox_state(device, NOW).await.expect("state");
+    assert_eq!(
+        (
+            state.last_seq,
+            state.delivered_up_to,
+            state.acked_up_to,
+            state.pending
+        ),
+        (3, 2, 1, 2)
+    );
+    let texts: Vec<Vec<u8>> = store
+        .read_inbox(device, 0, 10, NOW)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|m| m.payload)
+        .collect();
+    assert_eq!(texts, [b"two".to_vec(), b"three".to_vec()]);
+    // Sequence and idempotency records continue where they were.
+    let again = store
+        .append(
+            &[
+                message(device, "one", Some("k")),
+                message(device, "four", None),
+            ],
+            InboxLimits::default(),
+        )
+        .await
+        .expect("append");
+    assert_eq!((again[0].seq, again[0].duplicate), (1, true));
+    assert_eq!((again[1].seq, again[1].duplicate), (4, false));
+    let remembered = store
+        .remember_request(app.id, "r", secret_hash("other"))
+        .await
+        .expect("remember");
+    assert_eq!(remembered, Some(secret_hash("request")));
+}
+
+#[tokio::test]
+async fn a_file_open_elsewhere_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.redb");
+    let _first = EmbeddedStore::open(&path).expect("open");
+    let second = EmbeddedStore::open(&path);
+    assert!(
+        matches!(second, Err(StoreError::Unavailable(_))),
+        "{:?}",
+        second.err()
+    );
+}
+
+#[tokio::test]
+async fn clones_share_one_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("open");
+    let clone = store.clone();
+    let device = DeviceId::random();
+    store
+        .append(&[message(device, "m", None)], InboxLimits::default())
+        .await
+        .expect("append");
+    let epoch = clone
+        .set_presence(device, "c", NOW)
+        .await
+        .expect("presence");
+    assert_eq!(
+        clone
+            .inbox_state(device, NOW)
+            .await
+            .expect("state")
+            .last_seq,
+        1
+    );
+    assert_eq!(
+        store
+            .presence(device)
+            .await
+            .expect("presence")
+            .map(|p| p.epoch),
+        Some(epoch)
+    );
+}
