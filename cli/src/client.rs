@@ -161,9 +161,60 @@ async fn post_json(
     Ok(answer)
 }
 
-/// `ringpush listen`.
+/// `ringpush listen`: a device on the SDK. Prints `{"device_id": ...}`, then one JSON line
+/// per message (the SDK has already acked it and saved its position).
 pub async fn listen(args: ListenArgs) -> anyhow::Result<()> {
     crate::telemetry::init_logs(&args.log, false);
-    let _ = args;
-    bail!("listen: waiting for the SDK")
+    let app_id: ringpush_sdk::AppId = args
+        .app_id
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--app-id: {e}"))?;
+    let mut config =
+        ringpush_sdk::Config::new(&args.controller, &args.dispatcher, app_id, &args.client_key);
+    if let Some(path) = &args.identity {
+        config = config.with_state_file(path);
+    }
+    let mut client = ringpush_sdk::Client::start(config)
+        .await
+        .context("cannot start the device")?;
+    print_line(&json!({ "device_id": client.device_id().to_string() }))?;
+    let mut received = 0u64;
+    while args.count.is_none_or(|count| received < count) {
+        let message = tokio::select! {
+            message = client.next_message() => message.context("the device stopped")?,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        received += 1;
+        print_line(&message_line(&message))?;
+    }
+    client.close().await;
+    Ok(())
+}
+
+/// A message as `listen` prints it: JSON payloads inline, text as a string.
+fn message_line(message: &ringpush_sdk::Message) -> Value {
+    let data = if message.is_json() {
+        message.json::<Value>().unwrap_or(Value::Null)
+    } else {
+        Value::String(String::from_utf8_lossy(&message.data).into_owned())
+    };
+    let mut line = json!({
+        "message_id": message.message_id,
+        "seq": message.seq,
+        "data": data,
+        "content_type": message.content_type,
+        "created_at_ms": message.created_at_ms,
+    });
+    if message.skipped_before > 0 {
+        line["skipped_before"] = json!(message.skipped_before);
+    }
+    line
+}
+
+fn print_line(value: &Value) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{value}")?;
+    stdout.flush()?;
+    Ok(())
 }

@@ -220,7 +220,6 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let path = settings.data_dir.join("ringpush.redb");
     let store: Arc<dyn Store> = Arc::new(
         EmbeddedStore::open(&path)
-            .await
             .with_context(|| format!("cannot open the embedded store {}", path.display()))?,
     );
 

@@ -1,1 +1,70 @@
-//! placeholder
+//! The ringpush device SDK: registers a device, holds its connection to a connector, and hands
+//! each message to the app exactly once, in order, across reconnects and restarts.
+//!
+//! ```no_run
+//! use ringpush_sdk::{AppId, Client, Config};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let app_id: AppId = "0123456789abcdef".parse()?;
+//! let config = Config::new("http://127.0.0.1:8080", "http://127.0.0.1:8081", app_id, "client-key")
+//!     .with_state_file("ringpush-device.json");
+//! // Registers the device on first start; later starts reuse the identity in the state file.
+//! let mut client = Client::start(config).await?;
+//! println!("device {}", client.device_id());
+//! loop {
+//!     let message = client.next_message().await?;
+//!     println!("#{} {}", message.seq, message.data_str()?);
+//! }
+//! # }
+//! ```
+//! `sdk/examples/listen.rs` is a complete program.
+//!
+//! # How it works
+//! - [`register`] creates a device with the controller (`POST /v1/apps/{app}/devices`) and
+//!   returns its [`Identity`]. A [`Client`] does this on its first start and keeps the identity
+//!   in its state file ([`state`]) with the highest seq handed to the app and the last connector.
+//! - The client's background task asks the dispatcher for a connector only when it knows none
+//!   (or the one it knows failed, or redirected it without a URL), opens a WebSocket, says Hello
+//!   with the highest seq it has received, pings at the interval the Welcome gives, and
+//!   reconnects with exponential backoff and full jitter ([`BackoffConfig`]).
+//! - Exactly once: a push at or below the highest seq received is dropped; a message is saved
+//!   as handed before [`Client::next_message`] returns it; only then is it acked (one
+//!   cumulative Ack per burst), so the connector re-sends anything the app has not had.
+//! - Only what the app must act on comes out as an [`Error`]; transient trouble shows in
+//!   [`Client::stats`] and in `tracing` events (with a `device_id` field).
+//!
+//! # Layout
+//! - `client`: [`Client`], the app's side; `task` and `session`: the background connection;
+//! - `inbound` and `ack`: the de-duplication and ack coalescing rules, free of I/O;
+//! - `backoff`, `dispatcher`, `registration`, [`state`], `message`, `stats`, `error`.
+//!
+//! Does not own: the wire formats (`ringpush_protocol`), TLS (plain `ws://` and `http://`
+//! only in this build), or any UI; platform push services (APNs, FCM) are out of scope.
+
+#![warn(missing_docs)]
+
+mod ack;
+mod backoff;
+mod client;
+mod config;
+mod dispatcher;
+mod error;
+mod inbound;
+mod message;
+mod registration;
+mod session;
+pub mod state;
+mod stats;
+mod task;
+
+pub use backoff::BackoffConfig;
+pub use client::Client;
+pub use config::Config;
+pub use error::{Error, Result};
+pub use message::{CONTENT_TYPE_JSON, Message};
+pub use registration::{Identity, register};
+pub use ringpush_protocol::{AppId, DeviceId};
+pub use stats::Stats;
+
+/// The name and version this SDK announces to connectors in Hello (`ringpush-rust/<version>`).
+pub const SDK_NAME: &str = session::SDK_NAME;

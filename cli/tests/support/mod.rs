@@ -63,12 +63,18 @@ impl Proc {
         }
     }
 
-    /// SIGTERM, then wait up to `timeout` for the exit; answers the exit status code.
-    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+    /// Sends SIGTERM without waiting.
+    pub fn sigterm(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; answers its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
@@ -77,7 +83,7 @@ impl Proc {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("{} did not exit within {timeout:?} of SIGTERM", self.name);
+                panic!("{} did not exit within {timeout:?}", self.name);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -92,7 +98,11 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill9();
         if std::thread::panicking() {
-            eprintln!("---- log of {} ----\n{}", self.name, tail(&self.log_text(), 60));
+            eprintln!(
+                "---- log of {} ----\n{}",
+                self.name,
+                tail(&self.log_text(), 60)
+            );
         }
     }
 }
@@ -228,14 +238,16 @@ impl Platform {
             grpc_addr,
             proc,
         });
-        self.wait_for_ring_size(self.live_connectors()).await;
+        let live = self.live_connectors();
+        self.wait_for_ring_size(live).await;
         index
     }
 
     pub fn live_connectors(&mut self) -> usize {
         self.connectors
             .iter_mut()
-            .filter(|c| c.proc.is_running())
+            .map(|c| c.proc.is_running())
+            .filter(|running| *running)
             .count()
     }
 
@@ -243,27 +255,24 @@ impl Platform {
     pub async fn wait_for_ring_size(&self, count: usize) {
         let url = format!("{}/readyz", self.dispatcher_url);
         let http = self.http.clone();
-        eventually(&format!("a ring of {count}"), Duration::from_secs(20), async || {
-            match http.get(&url).send().await {
+        eventually(
+            &format!("a ring of {count}"),
+            Duration::from_secs(20),
+            async || match http.get(&url).send().await {
                 Ok(response) => response
                     .text()
                     .await
                     .is_ok_and(|text| text.contains(&format!("ready: {count} connectors"))),
                 Err(_) => false,
-            }
-        })
+            },
+        )
         .await;
     }
 
     /// Creates an app; answers (app_id, server_key, client_key).
     pub async fn create_app(&self) -> (String, String, String) {
         let answer = self
-            .post(
-                "/v1/apps",
-                ADMIN_TOKEN,
-                &json!({ "name": "test" }),
-                None,
-            )
+            .post("/v1/apps", ADMIN_TOKEN, &json!({ "name": "test" }), None)
             .await;
         assert_eq!(answer.0, 201, "{}", answer.1);
         let body = answer.1;
@@ -311,7 +320,13 @@ impl Platform {
     }
 
     /// Sends `data` to devices; answers the message ids (panics on a non-200).
-    pub async fn send(&self, app: &str, server_key: &str, devices: &[String], data: &str) -> Vec<String> {
+    pub async fn send(
+        &self,
+        app: &str,
+        server_key: &str,
+        devices: &[String],
+        data: &str,
+    ) -> Vec<String> {
         let (status, body) = self
             .post(
                 &format!("/v1/apps/{app}/messages"),
@@ -329,3 +344,4 @@ impl Platform {
             .collect()
     }
 }
+pub mod devices;

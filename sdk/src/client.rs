@@ -1,0 +1,235 @@
+//! The app's side of the SDK: a [`Client`] that hands each message to the app exactly once.
+
+use std::sync::Arc;
+
+use ringpush_protocol::DeviceId;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::ack::{AckCoalescer, Handed};
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::inbound::Inbound;
+use crate::message::Message;
+use crate::registration::{Identity, register_with};
+use crate::state::{self, DeviceState, StateKeeper};
+use crate::stats::{Counters, Stats};
+use crate::task::{ConnectionTask, Event};
+
+/// A device's connection to ringpush, and the queue of its messages.
+///
+/// [`Client::start`] loads the device's state (or registers the device) and starts a
+/// background task that connects, reconnects and follows redirects on its own. The app takes
+/// messages with [`Client::next_message`]; each is saved as handed before it is returned, so
+/// the app never sees a message twice, even across restarts.
+///
+/// Dropping the client stops its task; [`Client::close`] does so and waits for it.
+#[derive(Debug)]
+pub struct Client {
+    identity: Identity,
+    state: StateKeeper,
+    /// Messages from the connection task, in seq order; bounded by `Config::queue_capacity`.
+    events: mpsc::Receiver<Event>,
+    /// Tells the connection task how far the app has got, which is what it may ack.
+    handed: watch::Sender<Handed>,
+    counters: Arc<Counters>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+    /// The highest seq handed to the app (and saved).
+    handed_up_to: u64,
+    /// A message taken from the queue but not yet handed: its save failed, or the
+    /// `next_message` call was cancelled while saving. The next call hands it.
+    pending: Option<Message>,
+}
+
+impl Client {
+    /// Loads the state file (or registers the device and creates it), then starts connecting
+    /// in the background. Must be called within a Tokio runtime.
+    ///
+    /// Fails on an invalid configuration, an unusable state file, or a failed registration;
+    /// the connection itself is never waited for here.
+    pub async fn start(config: Config) -> Result<Self> {
+        config.validate()?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.connect_timeout * 2)
+            .build()
+            .map_err(|error| Error::InvalidConfig(format!("http client: {error}")))?;
+        let device_state = load_or_register(&config, &http).await?;
+        let identity = device_state.identity.clone();
+        let handed_up_to = device_state.last_seq;
+        let state = StateKeeper::new(config.state_path.clone(), device_state);
+
+        let (event_sender, events) = mpsc::channel(config.queue_capacity);
+        let (handed, handed_receiver) = watch::channel(Handed {
+            up_to: handed_up_to,
+            more_queued: false,
+        });
+        let counters = Arc::new(Counters::default());
+        let shutdown = CancellationToken::new();
+        let task = ConnectionTask {
+            backoff: Backoff::new(config.backoff),
+            config,
+            identity: identity.clone(),
+            state: state.clone(),
+            counters: counters.clone(),
+            events: event_sender,
+            handed: handed_receiver,
+            shutdown: shutdown.clone(),
+            http,
+            inbound: Inbound::new(handed_up_to),
+            acks: AckCoalescer::new(),
+        };
+        let task = tokio::spawn(task.run());
+        Ok(Self {
+            identity,
+            state,
+            events,
+            handed,
+            counters,
+            shutdown,
+            task: Some(task),
+            handed_up_to,
+            pending: None,
+        })
+    }
+
+    /// Waits for the next message and hands it to the app.
+    ///
+    /// Messages come in increasing seq order, each exactly once: the SDK saves the message's
+    /// seq as handed (in the state file, if there is one) before returning it, so a message
+    /// returned here is never returned again, not even after a restart. The connector is told
+    /// (by a cumulative Ack) only after that.
+    ///
+    /// Errors: a fatal refusal of the device by the connector ([`Error::Unauthenticated`],
+    /// [`Error::UnknownDevice`], [`Error::UnsupportedVersion`]), after which the client is
+    /// closed; a failure to save the state file ([`Error::StateIo`]), after which the same
+    /// message is offered again on the next call; [`Error::Closed`] once the client has stopped.
+    ///
+    /// Cancellation safe: if the future is dropped before it completes, no message is lost.
+    pub async fn next_message(&mut self) -> Result<Message> {
+        loop {
+            let message = match self.pending.take() {
+                Some(message) => message,
+                None => match self.events.recv().await {
+                    Some(Event::Message(message)) => message,
+                    Some(Event::Fatal(error)) => return Err(error),
+                    None => return Err(Error::Closed),
+                },
+            };
+            if message.seq <= self.handed_up_to {
+                // The connection task already drops these; this guards the promise here too.
+                Counters::bump(&self.counters.duplicates_dropped);
+                continue;
+            }
+            let seq = message.seq;
+            self.pending = Some(message);
+            self.state
+                .update(move |state| state.last_seq = state.last_seq.max(seq))
+                .await?;
+            let Some(message) = self.pending.take() else {
+                continue; // nothing else takes the pending message; kept for clarity of types
+            };
+            self.handed_up_to = seq;
+            Counters::bump(&self.counters.messages_handed);
+            self.counters
+                .messages_skipped
+                .fetch_add(message.skipped_before, std::sync::atomic::Ordering::Relaxed);
+            self.handed.send_replace(Handed {
+                up_to: seq,
+                more_queued: !self.events.is_empty(),
+            });
+            return Ok(message);
+        }
+    }
+
+    /// Who this device is.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// This device's id.
+    pub fn device_id(&self) -> DeviceId {
+        self.identity.device_id
+    }
+
+    /// The highest seq handed to the app so far (as saved).
+    pub fn last_seq(&self) -> u64 {
+        self.handed_up_to
+    }
+
+    /// The connector this device last reached, if any.
+    pub fn connector_url(&self) -> Option<String> {
+        self.state.snapshot().connector_url
+    }
+
+    /// The client's counters now.
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    /// Stops the connection (acking what was handed and closing the WebSocket cleanly, within
+    /// about a second) and waits for the background task to end. Messages received but not
+    /// handed are not lost: they were not acked and come again on the next start.
+    pub async fn close(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // The task sees this, acks what was handed, closes its socket and ends.
+        self.shutdown.cancel();
+    }
+}
+
+/// The device's state: from the state file if there is one, else a new one from the configured
+/// identity or a registration (saved before anything else happens).
+async fn load_or_register(config: &Config, http: &reqwest::Client) -> Result<DeviceState> {
+    if let Some(path) = config.state_path.clone() {
+        let loaded = blocking(move || state::load(&path)).await?;
+        if let Some(loaded) = loaded {
+            if let Some(path) = &config.state_path {
+                state::check_app(path, &loaded, config.app_id)?;
+            }
+            return Ok(loaded);
+        }
+    }
+    let identity = match &config.identity {
+        Some(identity) => identity.clone(),
+        None => {
+            let identity = register_with(
+                http,
+                &config.controller_url,
+                config.app_id,
+                &config.client_key,
+            )
+            .await?;
+            tracing::info!(device_id = %identity.device_id, "device registered");
+            identity
+        }
+    };
+    let fresh = DeviceState::new(identity);
+    if let Some(path) = config.state_path.clone() {
+        let to_save = fresh.clone();
+        blocking(move || state::save(&path, &to_save)).await?;
+    }
+    Ok(fresh)
+}
+
+/// Runs file work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join_error| Error::StateIo {
+            path: Default::default(),
+            source: std::io::Error::other(join_error.to_string()),
+        })?
+}

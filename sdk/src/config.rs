@@ -1,0 +1,178 @@
+//! How a [`Client`](crate::Client) is set up.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ringpush_protocol::AppId;
+
+use crate::backoff::BackoffConfig;
+use crate::error::{Error, Result};
+use crate::registration::Identity;
+
+/// The settings of a [`Client`](crate::Client). Build one with [`Config::new`], then adjust
+/// fields or chain the `with_*` methods; every field has a working default.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The controller's base URL (for instance `http://127.0.0.1:8080`), for registration.
+    pub controller_url: String,
+    /// The dispatcher's base URL (for instance `http://127.0.0.1:8081`).
+    pub dispatcher_url: String,
+    /// The app this device belongs to.
+    pub app_id: AppId,
+    /// The app's client key, used only to register a device that has no identity yet.
+    pub client_key: String,
+    /// Where to keep the device's state (identity, position, last connector), or `None` to
+    /// keep it in memory only: then every start registers a new device unless
+    /// [`Config::identity`] is set, and a restart may see messages again. With a file, each
+    /// message is saved as handed (one small write and `fsync`) before the app gets it.
+    pub state_path: Option<PathBuf>,
+    /// An identity to use when there is no state file yet, instead of registering.
+    pub identity: Option<Identity>,
+    /// Bounds of the wait between failed connection attempts.
+    pub backoff: BackoffConfig,
+    /// A connection that reached Welcome and stayed up this long resets the backoff.
+    pub backoff_reset_after: Duration,
+    /// Longest wait for the dispatcher's answer, for a WebSocket connection to open, or for a
+    /// frame to be written.
+    pub connect_timeout: Duration,
+    /// Longest wait for the Welcome after Hello.
+    pub handshake_timeout: Duration,
+    /// Largest frame accepted from a connector, in bytes.
+    pub max_frame_bytes: usize,
+    /// Messages received but not yet taken by the app; past it the client stops reading its
+    /// socket (the connector keeps the rest in the device's inbox).
+    pub queue_capacity: usize,
+}
+
+/// Never prints the client key, so that configurations can be logged.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("controller_url", &self.controller_url)
+            .field("dispatcher_url", &self.dispatcher_url)
+            .field("app_id", &self.app_id)
+            .field("client_key", &"<redacted>")
+            .field("state_path", &self.state_path)
+            .field("identity", &self.identity)
+            .field("backoff", &self.backoff)
+            .field("backoff_reset_after", &self.backoff_reset_after)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("queue_capacity", &self.queue_capacity)
+            .finish()
+    }
+}
+
+impl Config {
+    /// A configuration with the default timeouts and limits.
+    pub fn new(
+        controller_url: impl Into<String>,
+        dispatcher_url: impl Into<String>,
+        app_id: AppId,
+        client_key: impl Into<String>,
+    ) -> Self {
+        Self {
+            controller_url: controller_url.into(),
+            dispatcher_url: dispatcher_url.into(),
+            app_id,
+            client_key: client_key.into(),
+            state_path: None,
+            identity: None,
+            backoff: BackoffConfig::default(),
+            backoff_reset_after: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            max_frame_bytes: 1 << 20,
+            queue_capacity: 256,
+        }
+    }
+
+    /// Keeps the device's state in the file at `path` (created on first start).
+    pub fn with_state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state_path = Some(path.into());
+        self
+    }
+
+    /// Uses `identity` instead of registering when there is no state file yet.
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Sets the bounds of the reconnection backoff.
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff = BackoffConfig { initial, max };
+        self
+    }
+
+    /// Refuses settings that cannot work.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let invalid = |text: &str| Err(Error::InvalidConfig(text.to_owned()));
+        if !(self.dispatcher_url.starts_with("http://")
+            || self.dispatcher_url.starts_with("https://"))
+        {
+            return invalid("dispatcher_url must start with http:// or https://");
+        }
+        if self.backoff.initial.is_zero() || self.backoff.max < self.backoff.initial {
+            return invalid("backoff.initial must be above zero and at most backoff.max");
+        }
+        if self.connect_timeout.is_zero() || self.handshake_timeout.is_zero() {
+            return invalid("connect_timeout and handshake_timeout must be above zero");
+        }
+        if self.queue_capacity == 0 {
+            return invalid("queue_capacity must be at least 1");
+        }
+        if self.max_frame_bytes < 1024 {
+            return invalid("max_frame_bytes must be at least 1024");
+        }
+        if let Some(identity) = &self.identity
+            && identity.app_id != self.app_id
+        {
+            return invalid("identity belongs to another app than app_id");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringpush_protocol::DeviceId;
+
+    fn config() -> Config {
+        Config::new("http://c", "http://d", AppId(1), "client-secret")
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_bad_settings_are_named() {
+        assert!(config().validate().is_ok());
+        let mut bad = config();
+        bad.dispatcher_url = "d:8081".into();
+        assert!(
+            matches!(bad.validate(), Err(Error::InvalidConfig(text)) if text.contains("dispatcher_url"))
+        );
+        let bad = config().with_backoff(Duration::from_secs(2), Duration::from_secs(1));
+        assert!(
+            matches!(bad.validate(), Err(Error::InvalidConfig(text)) if text.contains("backoff"))
+        );
+        let mut bad = config();
+        bad.queue_capacity = 0;
+        assert!(bad.validate().is_err());
+        let other_app = Identity {
+            app_id: AppId(2),
+            device_id: DeviceId(3),
+            device_token: "t".into(),
+        };
+        assert!(config().with_identity(other_app).validate().is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_the_client_key() {
+        let text = format!("{:?}", config());
+        assert!(!text.contains("client-secret"), "{text}");
+        assert!(text.contains("http://d"));
+    }
+}

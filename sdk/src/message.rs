@@ -1,0 +1,116 @@
+//! A message as the app receives it.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ringpush_protocol::device::Push;
+
+/// The MIME type of JSON payloads.
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+
+/// One message for this device, handed to the app exactly once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The message's id, as the sender's API answered it (`<device_id>-<seq>`).
+    pub message_id: String,
+    /// The message's number in this device's sequence. Messages come in increasing `seq`.
+    pub seq: u64,
+    /// The payload, as sent.
+    pub data: Vec<u8>,
+    /// How to read `data`: `"application/json"` or `"text/plain; charset=utf-8"`.
+    pub content_type: String,
+    /// When the message was accepted, in milliseconds since the Unix epoch.
+    pub created_at_ms: i64,
+    /// When the message stops being worth delivering, in milliseconds since the Unix epoch.
+    pub expires_at_ms: i64,
+    /// How many seqs were skipped just before this message: messages that expired or were
+    /// dropped by the inbox cap before they could be delivered. 0 in the usual case.
+    pub skipped_before: u64,
+}
+
+impl Message {
+    pub(crate) fn from_push(push: Push, skipped_before: u64) -> Self {
+        Self {
+            message_id: push.message_id,
+            seq: push.seq,
+            data: push.payload,
+            content_type: push.content_type,
+            created_at_ms: push.created_at_ms,
+            expires_at_ms: push.expires_at_ms,
+            skipped_before,
+        }
+    }
+
+    /// The payload as text, if it is valid UTF-8 (both content types are).
+    pub fn data_str(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.data)
+    }
+
+    /// Whether the payload is JSON.
+    pub fn is_json(&self) -> bool {
+        self.content_type
+            .split(';')
+            .next()
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case(CONTENT_TYPE_JSON))
+    }
+
+    /// The payload parsed as JSON into `T` (use `serde_json::Value` for any JSON).
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.data)
+    }
+
+    /// When the message was accepted.
+    pub fn created_at(&self) -> SystemTime {
+        system_time(self.created_at_ms)
+    }
+
+    /// When the message expires.
+    pub fn expires_at(&self) -> SystemTime {
+        system_time(self.expires_at_ms)
+    }
+}
+
+fn system_time(ms: i64) -> SystemTime {
+    let offset = Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 {
+        UNIX_EPOCH + offset
+    } else {
+        UNIX_EPOCH - offset
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_payloads_and_times() {
+        let push = Push {
+            message_id: "d-3".into(),
+            seq: 3,
+            payload: br#"{"title":"hi"}"#.to_vec(),
+            content_type: "application/json".into(),
+            created_at_ms: 1_000,
+            expires_at_ms: 61_000,
+        };
+        let message = Message::from_push(push, 2);
+        assert!(message.is_json());
+        assert_eq!(message.data_str().unwrap(), r#"{"title":"hi"}"#);
+        let value: serde_json::Value = message.json().unwrap();
+        assert_eq!(value["title"], "hi");
+        assert_eq!(message.skipped_before, 2);
+        assert_eq!(
+            message
+                .expires_at()
+                .duration_since(message.created_at())
+                .unwrap(),
+            Duration::from_secs(60)
+        );
+        let text = Message {
+            content_type: "text/plain; charset=utf-8".into(),
+            data: vec![0xff],
+            ..message
+        };
+        assert!(!text.is_json());
+        assert!(text.data_str().is_err());
+    }
+}

@@ -1,0 +1,341 @@
+//! What a device remembers across restarts: its identity, the highest seq handed to the app,
+//! and the last connector it reached.
+//!
+//! The file is JSON, replaced atomically on every change: the new content goes to a temporary
+//! file in the same directory, is flushed to disk (`fsync`), then renamed over the old file, and
+//! the directory is flushed so that the rename itself survives a power cut. A crash at any point
+//! leaves either the old file or the new one, never a mix. One state file belongs to one client
+//! at a time.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ringpush_protocol::AppId;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::registration::Identity;
+
+/// The version of the file layout, so that a later SDK can migrate it.
+const FORMAT: u32 = 1;
+
+/// The remembered state of a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceState {
+    /// Who the device is.
+    pub identity: Identity,
+    /// The highest seq handed to the app: anything at or below it is never handed again.
+    pub last_seq: u64,
+    /// The connector the device last reached, tried first on the next start.
+    pub connector_url: Option<String>,
+}
+
+/// The file as written; ids travel as their hex text.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    format: u32,
+    app_id: String,
+    device_id: String,
+    device_token: String,
+    last_seq: u64,
+    connector_url: Option<String>,
+}
+
+impl DeviceState {
+    /// A fresh state for a newly registered device.
+    pub fn new(identity: Identity) -> Self {
+        Self {
+            identity,
+            last_seq: 0,
+            connector_url: None,
+        }
+    }
+
+    fn to_json(&self) -> Vec<u8> {
+        let file = StateFile {
+            format: FORMAT,
+            app_id: self.identity.app_id.to_string(),
+            device_id: self.identity.device_id.to_string(),
+            device_token: self.identity.device_token.clone(),
+            last_seq: self.last_seq,
+            connector_url: self.connector_url.clone(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&file)
+            .expect("a struct of strings and numbers always serializes");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    fn from_json(path: &Path, bytes: &[u8]) -> Result<Self> {
+        let corrupt = |detail: String| Error::StateCorrupt {
+            path: path.to_owned(),
+            detail,
+        };
+        let file: StateFile =
+            serde_json::from_slice(bytes).map_err(|error| corrupt(error.to_string()))?;
+        if file.format != FORMAT {
+            return Err(corrupt(format!(
+                "format {} is not the supported format {FORMAT}",
+                file.format
+            )));
+        }
+        Ok(Self {
+            identity: Identity {
+                app_id: file
+                    .app_id
+                    .parse()
+                    .map_err(|error| corrupt(format!("{error}")))?,
+                device_id: file
+                    .device_id
+                    .parse()
+                    .map_err(|error| corrupt(format!("{error}")))?,
+                device_token: file.device_token,
+            },
+            last_seq: file.last_seq,
+            connector_url: file.connector_url,
+        })
+    }
+}
+
+/// Reads the state file; `None` if it does not exist yet.
+pub fn load(path: &Path) -> Result<Option<DeviceState>> {
+    match std::fs::read(path) {
+        Ok(bytes) => DeviceState::from_json(path, &bytes).map(Some),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::StateIo {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Replaces the state file with `state`, atomically (see the module doc).
+pub fn save(path: &Path, state: &DeviceState) -> Result<()> {
+    let io_error = |source| Error::StateIo {
+        path: path.to_owned(),
+        source,
+    };
+    let temp = write_temp(path, &state.to_json()).map_err(io_error)?;
+    commit(&temp, path).map_err(io_error)
+}
+
+/// The temporary file a save writes first: beside the target, so the rename stays within one
+/// file system, and never the target itself.
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// First half of a save: the full new content, on disk, under the temporary name.
+fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    let temp = temp_path(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    // The file holds the device token: readable by its owner only.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(temp)
+}
+
+/// Second half of a save: the rename that makes the new content the state, made durable.
+fn commit(temp: &Path, path: &Path) -> std::io::Result<()> {
+    std::fs::rename(temp, path)?;
+    sync_parent_dir(path)
+}
+
+#[cfg(unix)]
+fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(parent)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_parent_dir(_path: &Path) -> std::io::Result<()> {
+    // Directories cannot be opened for syncing everywhere; the rename is still atomic.
+    Ok(())
+}
+
+/// Checks that a loaded state belongs to the configured app.
+pub(crate) fn check_app(path: &Path, state: &DeviceState, app_id: AppId) -> Result<()> {
+    if state.identity.app_id == app_id {
+        return Ok(());
+    }
+    Err(Error::StateOfAnotherApp {
+        path: path.to_owned(),
+        expected: app_id.to_string(),
+        found: state.identity.app_id.to_string(),
+    })
+}
+
+/// The state shared by the app side and the connection task, with the file behind it.
+///
+/// Every change goes through [`StateKeeper::update`], which changes the copy in memory and
+/// writes the whole state under one lock, so two writers can never interleave their files.
+/// The lock is a plain mutex held only on a blocking thread, never across an `.await`.
+#[derive(Debug, Clone)]
+pub(crate) struct StateKeeper {
+    /// `None`: the state lives in memory only.
+    path: Option<Arc<PathBuf>>,
+    current: Arc<Mutex<DeviceState>>,
+}
+
+impl StateKeeper {
+    pub(crate) fn new(path: Option<PathBuf>, state: DeviceState) -> Self {
+        Self {
+            path: path.map(Arc::new),
+            current: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// A copy of the state as it is now.
+    pub(crate) fn snapshot(&self) -> DeviceState {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Applies `change`; if it changed anything and there is a file, writes the file before
+    /// answering. On a write error the memory copy is left as it was, so memory never claims
+    /// more than the file.
+    pub(crate) async fn update(
+        &self,
+        change: impl FnOnce(&mut DeviceState) + Send + 'static,
+    ) -> Result<()> {
+        let Some(path) = self.path.clone() else {
+            let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+            change(&mut current);
+            return Ok(());
+        };
+        let current = self.current.clone();
+        let write = move || {
+            let mut guard = current.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut next = guard.clone();
+            change(&mut next);
+            if next == *guard {
+                return Ok(());
+            }
+            save(&path, &next)?;
+            *guard = next;
+            Ok(())
+        };
+        tokio::task::spawn_blocking(write)
+            .await
+            .map_err(|join_error| Error::StateIo {
+                path: self.path.as_deref().cloned().unwrap_or_default(),
+                source: std::io::Error::other(join_error.to_string()),
+            })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringpush_protocol::DeviceId;
+
+    fn state(last_seq: u64) -> DeviceState {
+        DeviceState {
+            identity: Identity {
+                app_id: AppId(0xabc),
+                device_id: DeviceId(0x1234),
+                device_token: "token-1".into(),
+            },
+            last_seq,
+            connector_url: Some("ws://127.0.0.1:9000/v1/connect".into()),
+        }
+    }
+
+    #[test]
+    fn round_trips_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.json");
+        assert_eq!(load(&path).unwrap(), None);
+        save(&path, &state(41)).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(state(41)));
+        let mut fresh = DeviceState::new(state(0).identity);
+        save(&path, &fresh).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(fresh.clone()));
+        fresh.last_seq = u64::MAX;
+        save(&path, &fresh).unwrap();
+        assert_eq!(load(&path).unwrap().unwrap().last_seq, u64::MAX);
+        assert!(
+            !temp_path(&path).exists(),
+            "a finished save leaves no temp file"
+        );
+    }
+
+    #[test]
+    fn a_crash_before_the_rename_leaves_the_old_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.json");
+        save(&path, &state(5)).unwrap();
+        // The process dies after writing the new content (fully or in part) but before the
+        // rename: the target still holds the old state, whole.
+        let temp = write_temp(&path, &state(6).to_json()).unwrap();
+        assert_ne!(temp, path, "the temp file is never the target");
+        assert_eq!(
+            temp.parent(),
+            path.parent(),
+            "same directory, so rename is atomic"
+        );
+        assert_eq!(load(&path).unwrap(), Some(state(5)));
+        std::fs::write(&temp, &state(7).to_json()[..10]).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(state(5)));
+        // The next save replaces the leftover temp file and wins.
+        save(&path, &state(8)).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(state(8)));
+    }
+
+    #[test]
+    fn refuses_corrupt_files_and_other_apps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.json");
+        std::fs::write(&path, b"{\"format\":1,").unwrap();
+        assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
+        let json = String::from_utf8(state(1).to_json()).unwrap();
+        std::fs::write(&path, json.replace("\"format\": 1", "\"format\": 9")).unwrap();
+        assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
+        std::fs::write(&path, json.replace("0000000000000abc", "nothex")).unwrap();
+        assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
+        assert!(check_app(&path, &state(1), AppId(0xabc)).is_ok());
+        assert!(matches!(
+            check_app(&path, &state(1), AppId(0xdef)),
+            Err(Error::StateOfAnotherApp { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_keeper_writes_before_answering_and_keeps_memory_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.json");
+        let keeper = StateKeeper::new(Some(path.clone()), state(0));
+        keeper.update(|s| s.last_seq = 3).await.unwrap();
+        assert_eq!(load(&path).unwrap().unwrap().last_seq, 3);
+        assert_eq!(keeper.snapshot().last_seq, 3);
+
+        let gone = dir.path().join("missing-dir").join("device.json");
+        let keeper = StateKeeper::new(Some(gone), state(3));
+        assert!(matches!(
+            keeper.update(|s| s.last_seq = 4).await,
+            Err(Error::StateIo { .. })
+        ));
+        assert_eq!(
+            keeper.snapshot().last_seq,
+            3,
+            "memory never runs ahead of the file"
+        );
+
+        let in_memory = StateKeeper::new(None, state(0));
+        in_memory.update(|s| s.last_seq = 9).await.unwrap();
+        assert_eq!(in_memory.snapshot().last_seq, 9);
+    }
+}

@@ -1,0 +1,59 @@
+//! Counters the app can read at any time.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// A snapshot of a client's counters, from [`Client::stats`](crate::Client::stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Messages returned to the app by `next_message`.
+    pub messages_handed: u64,
+    /// Pushes dropped because they had already been received (replays after a reconnect).
+    pub duplicates_dropped: u64,
+    /// Seqs that never arrived (expired or dropped by the inbox cap before delivery).
+    pub messages_skipped: u64,
+    /// Connection attempts made after a lost or failed connection (redirects not counted).
+    pub reconnects: u64,
+    /// Redirects followed to another connector.
+    pub redirects_followed: u64,
+    /// Times the dispatcher was asked for a connector.
+    pub dispatcher_lookups: u64,
+    /// Connections that reached Welcome.
+    pub connections_established: u64,
+    /// Whether a connection is established now.
+    pub connected: bool,
+}
+
+/// The live counters, shared by the connection task and the app side.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) messages_handed: AtomicU64,
+    pub(crate) duplicates_dropped: AtomicU64,
+    pub(crate) messages_skipped: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) redirects_followed: AtomicU64,
+    pub(crate) dispatcher_lookups: AtomicU64,
+    pub(crate) connections_established: AtomicU64,
+    pub(crate) connected: AtomicBool,
+}
+
+impl Counters {
+    /// Adds one to a counter.
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Stats {
+            messages_handed: read(&self.messages_handed),
+            duplicates_dropped: read(&self.duplicates_dropped),
+            messages_skipped: read(&self.messages_skipped),
+            reconnects: read(&self.reconnects),
+            redirects_followed: read(&self.redirects_followed),
+            dispatcher_lookups: read(&self.dispatcher_lookups),
+            connections_established: read(&self.connections_established),
+            connected: self.connected.load(Ordering::Relaxed),
+        }
+    }
+}
