@@ -1,5 +1,5 @@
-//! 6. Bad input — malformed frames, a wrong token, an unknown device or app, a payload over
-//! 4 KiB — gets a clear error and never crashes a process.
+//! Must-show 6: bad input (malformed frames, a wrong token, an unknown device or app, a payload
+//! over 4 KiB) gets a clear error and never crashes a process.
 
 mod support;
 
@@ -220,7 +220,12 @@ async fn bad_input_gets_clear_errors_and_never_crashes_a_process() {
     .with_identity(identity);
     let mut client = ringpush_sdk::Client::start(config).await.unwrap();
     let ids = platform
-        .send(&app, &server_key, &[device.clone()], "still here")
+        .send(
+            &app,
+            &server_key,
+            std::slice::from_ref(&device),
+            "still here",
+        )
         .await;
     let message = tokio::time::timeout(Duration::from_secs(20), client.next_message())
         .await

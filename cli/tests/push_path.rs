@@ -120,7 +120,12 @@ async fn offline_device_gets_every_push_in_order_when_it_connects() {
     for n in 0..25 {
         expected.extend(
             platform
-                .send(&app, &server_key, &[device.clone()], &format!("m{n}"))
+                .send(
+                    &app,
+                    &server_key,
+                    std::slice::from_ref(&device),
+                    &format!("m{n}"),
+                )
                 .await,
         );
     }
