@@ -404,12 +404,27 @@ fn metrics_route(render: MetricsRender) -> axum::Router {
     )
 }
 
+/// Health and metrics of a standalone connector: `/readyz` fails from the moment the drain
+/// starts, so a load balancer stops sending new devices before they would be redirected.
 async fn serve_admin(listener: TcpListener, metrics: MetricsRender, shutdown: CancellationToken) {
-    let app = metrics_route(metrics).route("/healthz", axum::routing::get(|| async { "ok\n" }));
-    if let Err(error) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
+    let draining = shutdown.clone();
+    let app = metrics_route(metrics)
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let draining = draining.is_cancelled();
+                async move {
+                    if draining {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+                    } else {
+                        (axum::http::StatusCode::OK, "ready\n")
+                    }
+                }
+            }),
+        );
+    // Keep answering (not ready) while the connector drains; the process exit ends it.
+    if let Err(error) = axum::serve(listener, app).await {
         tracing::warn!(%error, "admin listener failed");
     }
 }

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use ringpush_ring::{Member, Ring};
 use serde_json::Value;
-use support::devices::{
-    Received, assert_exactly_once, start_device, wait_all_received, wait_connected,
-};
+use support::devices::{Received, assert_exactly_once, start_connected_devices, wait_all_received};
 use support::{ADMIN_TOKEN, Platform, eventually, ringpush_bin};
 
 /// 1. An online device gets a push, acks it, and the status reads acked — with the CLI
@@ -182,12 +180,7 @@ async fn sigkill_of_a_connector_loses_nothing_and_duplicates_nothing() {
     let mut platform = Platform::start(1).await;
     let (app, server_key, client_key) = platform.create_app().await;
     let received = Received::default();
-    let mut devices = Vec::new();
-    for _ in 0..100 {
-        devices
-            .push(start_device(&platform, &app, &client_key, platform.dir.path(), &received).await);
-    }
-    wait_connected(&devices).await;
+    let devices = start_connected_devices(&platform, &app, &client_key, 100, &received).await;
     let ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
 
     let mut accepted = HashMap::new();
@@ -234,12 +227,7 @@ async fn a_joining_connector_takes_only_the_devices_the_ring_moves() {
     let mut platform = Platform::start(1).await;
     let (app, server_key, client_key) = platform.create_app().await;
     let received = Received::default();
-    let mut devices = Vec::new();
-    for _ in 0..60 {
-        devices
-            .push(start_device(&platform, &app, &client_key, platform.dir.path(), &received).await);
-    }
-    wait_connected(&devices).await;
+    let devices = start_connected_devices(&platform, &app, &client_key, 60, &received).await;
     let ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
     let before = send_rounds(&platform, &app, &server_key, &ids, 2, 30, |_| {}).await;
 
@@ -309,12 +297,7 @@ async fn sigterm_drains_a_connector_without_losing_anything() {
     let mut platform = Platform::start(2).await;
     let (app, server_key, client_key) = platform.create_app().await;
     let received = Received::default();
-    let mut devices = Vec::new();
-    for _ in 0..60 {
-        devices
-            .push(start_device(&platform, &app, &client_key, platform.dir.path(), &received).await);
-    }
-    wait_connected(&devices).await;
+    let devices = start_connected_devices(&platform, &app, &client_key, 60, &received).await;
     let ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
     let survivor_url = member(&platform, 1).device_url;
     let drained_url = member(&platform, 0).device_url;
@@ -328,6 +311,25 @@ async fn sigterm_drains_a_connector_without_losing_anything() {
     );
 
     let before = send_rounds(&platform, &app, &server_key, &ids, 2, 20, |_| {}).await;
+    let admin = format!("http://{}", platform.connectors[0].admin_addr);
+    let ready = platform
+        .http
+        .get(format!("{admin}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    let metrics = platform
+        .http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("ringpush_connector_connections"),
+        "{metrics}"
+    );
     platform.connectors[0].proc.sigterm();
     let during = send_rounds(&platform, &app, &server_key, &ids, 3, 20, |_| {}).await;
     let exit = platform.connectors[0]

@@ -80,6 +80,23 @@ fn rand_suffix() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Starts `count` devices (state files in the platform's directory) and waits until every
+/// one is connected.
+pub async fn start_connected_devices(
+    platform: &Platform,
+    app: &str,
+    client_key: &str,
+    count: usize,
+    received: &Received,
+) -> Vec<Device> {
+    let mut devices = Vec::with_capacity(count);
+    for _ in 0..count {
+        devices.push(start_device(platform, app, client_key, platform.dir.path(), received).await);
+    }
+    wait_connected(&devices).await;
+    devices
+}
+
 /// Waits until every device reports a live connection.
 pub async fn wait_connected(devices: &[Device]) {
     super::eventually(

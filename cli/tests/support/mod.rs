@@ -135,6 +135,8 @@ pub struct ConnectorProc {
     pub id: String,
     pub device_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    pub admin_addr: SocketAddr,
     pub proc: Proc,
 }
 
@@ -213,8 +215,11 @@ impl Platform {
         let id = format!("c{index}");
         let device_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let grpc_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut args = vec![
             "connector".to_string(),
+            "--admin-listen".into(),
+            admin_addr.to_string(),
             "--redis-url".into(),
             self.redis.url(),
             "--id".into(),
@@ -236,6 +241,7 @@ impl Platform {
             id,
             device_addr,
             grpc_addr,
+            admin_addr,
             proc,
         });
         let live = self.live_connectors();
