@@ -94,7 +94,10 @@ async fn bad_input_gets_clear_errors_and_never_crashes_a_process() {
 
     // Malformed and refused frames.
     let ack = ClientFrame {
-        kind: Some(client_frame::Kind::Ack(Ack { up_to_seq: 1 })),
+        kind: Some(client_frame::Kind::Ack(Ack {
+            up_to_seq: 1,
+            timeline_up_to: 0,
+        })),
     };
     let cases: Vec<(&str, Vec<Message>, ErrorCode)> = vec![
         (

@@ -39,6 +39,8 @@ pub(crate) fn push_of(device: DeviceId, message: StoredMessage) -> Push {
         content_type: message.content_type.mime().to_owned(),
         created_at_ms: message.created_at_ms,
         expires_at_ms: message.expires_at_ms,
+        stream: 0,
+        campaign_id: String::new(),
     }
 }
 
@@ -106,6 +108,7 @@ impl Shard {
             self.queue_push(key, push);
         }
         self.flush();
+        self.timeline_after_inbox(key);
     }
 
     /// Reads the inbox after `last_sent_seq`, once the connection's unsent output is gone

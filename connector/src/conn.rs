@@ -1,8 +1,12 @@
 //! The record each shard keeps per connection, kept small because an idle connection is
 //! nothing but this record (and the kernel's socket).
 
+use std::sync::Arc;
+
 use ringpush_protocol::DeviceId;
 use ringpush_protocol::device::Push;
+
+use crate::profile::Profile;
 
 /// Where a connection is in its life. One byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +20,8 @@ pub(crate) enum ConnState {
     /// not read meanwhile (its bytes wait in the kernel), and live pushes are held.
     Authenticating,
     /// Welcome sent; the inbox is being read after `last_sent_seq` and live pushes are held
-    /// until it is done (DESIGN.md invariant 6).
+    /// until it is done (DESIGN.md invariant 6). The timeline (stream 1) has its own
+    /// catch-up, in `Busy::timeline`.
     CatchingUp,
     /// Every pending message up to `last_sent_seq` is written; live pushes go straight out.
     Live,
@@ -35,10 +40,17 @@ pub(crate) struct Conn {
     /// The highest seq written (or queued behind earlier output) on this connection; starts
     /// at the Hello's `last_seq`.
     pub last_sent_seq: u64,
+    /// The highest seq of the app's timeline (stream 1) processed on this connection, written
+    /// or not (an entry whose audience the device does not match is processed too); starts
+    /// at the Hello's `timeline_seq`.
+    pub timeline_seq: u64,
     /// The presence epoch the store gave this connection; 0 when none is held.
     pub presence_epoch: u64,
     /// What only a non-idle connection needs; freed as soon as it is empty.
     pub busy: Option<Box<Busy>>,
+    /// The device's app and attributes, interned per shard (`profile`); set once the Hello
+    /// is accepted, and released only by `Shard::remove`.
+    pub profile: Option<Arc<Profile>>,
     /// The socket, non-blocking, registered in the shard's epoll set through its fd (a std
     /// stream is 4 bytes in every build; mio's adds a registry id in debug builds).
     pub stream: std::net::TcpStream,
@@ -51,16 +63,22 @@ pub(crate) struct Conn {
     pub state: ConnState,
 }
 
-// An idle connection costs its slab entry; keep it within one cache line.
-const _: () = assert!(std::mem::size_of::<Conn>() <= 64);
+// An idle connection costs its slab entry. The budget was 56 bytes (one cache line per
+// slab entry); audiences need two more words that every live connection uses on every
+// broadcast: the timeline position and the profile pointer. A side table keyed by slab key
+// would cost more (a hash map entry is at least 24 bytes with its control byte and load
+// factor) and a lookup per connection per broadcast.
+const _: () = assert!(std::mem::size_of::<Conn>() <= 72);
 
 impl Conn {
     pub fn new(stream: std::net::TcpStream, generation: u32, now: u32) -> Self {
         Self {
             device: [0; 16],
             last_sent_seq: 0,
+            timeline_seq: 0,
             presence_epoch: 0,
             busy: None,
+            profile: None,
             stream,
             generation,
             last_heard: now,
@@ -107,6 +125,39 @@ pub(crate) struct Busy {
     /// its Hello began (slab key, generation). It is closed once this one authenticates, and
     /// takes the index back if this one fails.
     pub displaced: Option<(usize, u32)>,
+    /// Where the timeline (stream 1) catch-up stands; the default when it is not running.
+    pub timeline: TimelineCatchUp,
+}
+
+/// A connection's timeline catch-up (see `timeline`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct TimelineCatchUp {
+    pub phase: TimelinePhase,
+    /// The highest seq of a live broadcast skipped during the catch-up (its entry is durable
+    /// in the timeline, so the catch-up must read at least up to it).
+    pub seen: u64,
+    /// `seen` when the read in flight was issued. Its entry was durable before the read
+    /// began, so once a short page comes back the position may move up to it: an entry the
+    /// timeline did not return by then has expired (or was never there), and reading again
+    /// for it would never end.
+    pub covered: u64,
+    /// Entries created before this (the device's registration, ms) are not for the device;
+    /// 0 after the first catch-up, which reads past all of them.
+    pub registered_at_ms: i64,
+}
+
+/// Where a timeline catch-up is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimelinePhase {
+    /// Not catching up: live broadcasts are written when they are next in line.
+    #[default]
+    UpToDate,
+    /// Hello accepted: the timeline is read once the inbox replay is done.
+    AfterInbox,
+    /// The next read waits until the connection's output is flushed.
+    ReadWhenFlushed,
+    /// A read is in flight.
+    Reading,
 }
 
 impl Busy {
@@ -119,6 +170,7 @@ impl Busy {
             && !self.reread
             && !self.read_when_flushed
             && self.displaced.is_none()
+            && self.timeline == TimelineCatchUp::default()
     }
 }
 
@@ -141,8 +193,8 @@ mod tests {
         }
         let entry = std::mem::size_of::<Entry>();
         println!("Conn: {conn} bytes, slab entry: {entry} bytes");
-        assert!(entry <= 64);
-        assert!(conn <= 56);
+        assert!(entry <= 72);
+        assert!(conn <= 72);
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //!    there, closing each connection once that is flushed;
 //! 3. wait until every connection is gone, or `drain_timeout`; then stop the shards, which
 //!    close whatever is left;
-//! 4. write the last acks and delivered positions;
-//! 5. stop the gRPC service (it answers Deliver until here: devices still connected are
-//!    still written to) and wait for background store work.
+//! 4. write the last acks, delivered positions, attributes and statistics;
+//! 5. stop the gRPC service (it answers Deliver and Broadcast until here: devices still
+//!    connected are still written to) and wait for background store work (and the pacers
+//!    of throttled broadcasts, which stop once the shards have).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +32,8 @@ use tokio_util::task::TaskTracker;
 use crate::batcher::{self, Position};
 use crate::grpc::{DeliverService, MAX_DELIVER_REQUEST_BYTES};
 use crate::shard::{self, COMMAND_QUEUE, Command, Shard, Shared};
-use crate::{ConnectorConfig, ConnectorError, ConnectorStats, accept};
+use crate::timeline::AudienceCache;
+use crate::{ConnectorConfig, ConnectorError, ConnectorStats, accept, registry, statistics};
 
 /// Store calls in flight at once on behalf of connections (Hellos and inbox reads).
 const MAX_STORE_CALLS: usize = 256;
@@ -104,6 +106,8 @@ pub(crate) async fn start(
     let (acks, ack_task) = batcher::spawn(Position::Acked, store.clone(), batch_stop.clone());
     let (delivered, delivered_task) =
         batcher::spawn(Position::Delivered, store.clone(), batch_stop.clone());
+    let (attributes, attributes_task) = registry::spawn(store.clone(), batch_stop.clone());
+    let (stat_increments, stats_task) = statistics::spawn(store.clone(), batch_stop.clone());
 
     let shared = Arc::new(Shared {
         config,
@@ -114,6 +118,9 @@ pub(crate) async fn start(
             .collect(),
         acks,
         delivered,
+        attributes,
+        stat_increments,
+        audiences: AudienceCache::default(),
         stats,
         tasks: TaskTracker::new(),
         store_permits: Arc::new(Semaphore::new(MAX_STORE_CALLS)),
@@ -162,7 +169,10 @@ pub(crate) async fn start(
         ring_stop,
         accept: (accept_stop, accept_task),
         shards: (shard_stop, shard_tasks),
-        batchers: (batch_stop, vec![ack_task, delivered_task]),
+        batchers: (
+            batch_stop,
+            vec![ack_task, delivered_task, attributes_task, stats_task],
+        ),
         grpc: (grpc_stop, Some(grpc_task)),
     })
 }

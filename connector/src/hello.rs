@@ -1,6 +1,7 @@
 //! A Hello, from the frame to the Welcome: the ring check, the move to the device's shard,
-//! and the store work (token check, presence, first inbox page) done in a background task
-//! that reports back to the shard with the connection's slab key and generation.
+//! and the store work (token check, presence, first inbox page, stored attributes) done in a
+//! background task that reports back to the shard with the connection's slab key and
+//! generation.
 
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -8,16 +9,18 @@ use std::time::Instant;
 
 use metrics::histogram;
 use mio::unix::SourceFd;
+use ringpush_audience::DeviceAttributes;
 use ringpush_protocol::device::{ErrorCode, ServerFrame, Welcome, server_frame};
 use ringpush_protocol::ws::close_code;
-use ringpush_protocol::{DeviceId, PROTOCOL_VERSION};
+use ringpush_protocol::{AppId, DeviceId, PROTOCOL_VERSION};
 use ringpush_store::{StoreError, StoredMessage, now_ms, secret_hash};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::{SendError, TrySendError};
 
 use crate::ConnectorStats;
-use crate::conn::ConnState;
+use crate::conn::{ConnState, TimelineCatchUp, TimelinePhase};
 use crate::output::busy_mut;
+use crate::profile::Profile;
 use crate::shard::{Command, Moved, Shard, Shared};
 
 /// A Hello that passed its checks on the wire and waits for the store.
@@ -26,6 +29,8 @@ pub(crate) struct PendingHello {
     pub device: DeviceId,
     pub token: String,
     pub last_seq: u64,
+    /// The device's timeline position (stream 1); 0: from its registration.
+    pub timeline_seq: u64,
     /// When the Hello frame arrived, for the hello latency histogram.
     pub started: Instant,
 }
@@ -33,6 +38,11 @@ pub(crate) struct PendingHello {
 /// A device the store accepted.
 pub(crate) struct Authed {
     pub epoch: u64,
+    pub app: AppId,
+    pub registered_at_ms: i64,
+    /// What the registry holds for it (a device that reconnects without reporting them again
+    /// still matches audiences).
+    pub attributes: Option<DeviceAttributes>,
     /// The first page of its inbox after the Hello's `last_seq`.
     pub page: Vec<StoredMessage>,
 }
@@ -62,6 +72,7 @@ impl Shard {
         };
         conn.set_device(hello.device);
         conn.last_sent_seq = hello.last_seq;
+        conn.timeline_seq = hello.timeline_seq;
         let ring = self.drain_ring.clone().unwrap_or_else(|| self.ring.clone());
         let owner = ring.owner(hello.device);
         let elsewhere = owner.is_some_and(|owner| owner.id != self.shared.config.id);
@@ -162,9 +173,21 @@ impl Shard {
                 return;
             }
         };
+        let profile = Profile {
+            app: authed.app,
+            attributes: authed.attributes.unwrap_or_default(),
+        };
+        self.set_profile(key, profile);
         let conn = &mut self.conns[key];
         conn.presence_epoch = conn.presence_epoch.max(authed.epoch);
         conn.state = ConnState::CatchingUp;
+        // The timeline is read once the inbox replay is done; live broadcasts wait for it.
+        busy_mut(conn, &self.shared.stats).timeline = TimelineCatchUp {
+            phase: TimelinePhase::AfterInbox,
+            seen: 0,
+            covered: 0,
+            registered_at_ms: authed.registered_at_ms,
+        };
         let displaced = conn.busy.as_mut().and_then(|busy| busy.displaced.take());
         if let Some(old) = displaced.and_then(|(old, generation)| self.live_key(old, generation)) {
             self.close_ws(old, close_code::NORMAL, "replaced by a newer connection");
@@ -293,11 +316,18 @@ async fn check_hello(shared: &Shared, hello: &PendingHello) -> Result<Authed, (E
         .await
         .map_err(unavailable)?;
     let batch = shared.config.replay_batch;
-    match store
-        .read_inbox(hello.device, hello.last_seq, batch, now_ms())
-        .await
-    {
-        Ok(page) => Ok(Authed { epoch, page }),
+    let (page, attributes) = tokio::join!(
+        store.read_inbox(hello.device, hello.last_seq, batch, now_ms()),
+        store.registry().attributes(hello.device),
+    );
+    match page.and_then(|page| Ok((page, attributes?))) {
+        Ok((page, attributes)) => Ok(Authed {
+            epoch,
+            app: record.app,
+            registered_at_ms: record.created_at_ms,
+            attributes,
+            page,
+        }),
         Err(error) => {
             let _ = store.clear_presence(hello.device, id, epoch).await;
             Err(unavailable(error))

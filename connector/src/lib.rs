@@ -4,9 +4,13 @@
 //! A connector authenticates devices, sends away (Redirect) the devices another connector
 //! owns on the ring, records presence, replays each device's pending inbox on Hello before
 //! any live push, takes cumulative acks, closes silent connections, serves the internal gRPC
-//! service `ringpush.internal.v1.Connector/Deliver` through which controllers hand it
-//! messages already durable in the store, and drains on shutdown so that a rolling upgrade
-//! loses nothing.
+//! service `ringpush.internal.v1.Connector` through which controllers hand it messages
+//! already durable in the store (Deliver: to one device; Broadcast: to every device of an app
+//! it holds whose attributes match an audience), and drains on shutdown so that a rolling
+//! upgrade loses nothing. It keeps each device's attributes (interned) for matching and
+//! writes them to the registry, catches devices up from their app's timeline (stream 1)
+//! after their inbox, and counts delivered, acked, opened and clicked for the statistics of
+//! audience messages and campaigns (docs/audiences.md).
 //!
 //! It is built for about a million idle devices per small box: an idle connection is a
 //! small record in a slab and its socket in an epoll set, with no task, no tokio I/O
@@ -18,14 +22,20 @@
 //! - `accept`: the listener task, handing each socket to a shard;
 //! - `shard`: one event loop per core over a `mio::Poll` behind one `AsyncFd`, owning a slab
 //!   of `conn` records, the device index and one shared read and write buffer;
-//! - `conn`: the per-connection record and the `Busy` part allocated only when needed;
+//! - `conn`: the per-connection record (72 bytes) and the `Busy` part allocated only when
+//!   needed;
+//! - `profile`: a device's app and attributes, interned per shard, and the Attributes frame;
 //! - `session`: the WebSocket handshake and the device protocol's frames;
 //! - `output`: writing (one write per connection per wake-up) and every close path;
 //! - `catchup`: replay from the inbox, held live pushes and gap repair (invariant 6);
+//! - `timeline`: catch-up from the app's timeline and the same ordering rule for stream 1;
+//! - `broadcast`: an audience message to a shard's matching devices, and throttled pacing;
 //! - `hello`: a Hello from frame to Welcome (ring check, move to the device's shard, store
 //!   work in a background task), and the background inbox reads;
 //! - `batcher`: acks and delivered positions, coalesced per device and written in batches;
-//! - `grpc`: the Deliver service, routing each delivery to its device's shard;
+//! - `registry`: device attributes, coalesced per device and written in batches;
+//! - `statistics`: Report frames, and counters summed per minute and written in batches;
+//! - `grpc`: the Deliver and Broadcast services, routing work to the shards;
 //! - `drain`: start-up and the phased drain.
 //!
 //! Does not own: the ring's placement rule (`ringpush_ring`), durable state and leases
@@ -34,14 +44,19 @@
 
 mod accept;
 mod batcher;
+mod broadcast;
 mod catchup;
 mod conn;
 mod drain;
 mod grpc;
 mod hello;
 mod output;
+mod profile;
+mod registry;
 mod session;
 mod shard;
+mod statistics;
+mod timeline;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -142,6 +157,7 @@ pub struct ConnectorStats {
     connections: AtomicU64,
     devices: AtomicU64,
     busy: AtomicU64,
+    attribute_sets: AtomicU64,
 }
 
 impl ConnectorStats {
@@ -159,6 +175,12 @@ impl ConnectorStats {
     /// 0 when every connection is idle.
     pub fn busy(&self) -> u64 {
         self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Distinct (app, attributes) sets the connections hold: devices with equal sets share
+    /// one copy.
+    pub fn attribute_sets(&self) -> u64 {
+        self.attribute_sets.load(Ordering::Relaxed)
     }
 
     fn add(counter: &AtomicU64, delta: i64) {

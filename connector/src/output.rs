@@ -5,7 +5,7 @@
 //! connection's `Busy::output`. Closing is a state, not an event: the last frames are
 //! flushed, the write side is shut, and the record goes when the peer closes its side or
 //! the linger runs out. Whatever the path, [`Shard::remove`] frees the slab slot, the device
-//! index entry, the `Busy` record and the presence (DESIGN.md invariant 10).
+//! index entry, the `Busy` record, the profile and the presence (DESIGN.md invariant 10).
 
 use std::io::{ErrorKind, Write};
 use std::os::fd::AsRawFd;
@@ -14,10 +14,12 @@ use metrics::counter;
 use mio::unix::SourceFd;
 use ringpush_protocol::device::{self, ErrorCode, Push, ServerFrame, server_frame};
 use ringpush_protocol::ws;
+use ringpush_store::Counter;
 
 use crate::ConnectorStats;
 use crate::conn::{Busy, Conn, ConnState};
 use crate::shard::Shard;
+use crate::timeline::TIMELINE_STREAM;
 
 /// Capacity the shared write buffer keeps between wake-ups.
 const SCRATCH_KEPT_BYTES: usize = 256 * 1024;
@@ -69,14 +71,28 @@ impl Shard {
         encode(self.claim_scratch(key));
     }
 
-    /// Encodes a push for `key`; the caller has advanced `last_sent_seq`.
+    /// Encodes a push for `key`; the caller has advanced `last_sent_seq` (inbox) or
+    /// `timeline_seq` (timeline). Counts it as delivered for the statistics of audience and
+    /// campaign messages: a connection writes each seq of a stream once, and only above the
+    /// position its Hello gave, so each write is the first to the device.
     pub fn queue_push(&mut self, key: usize, push: Push) {
-        let seq = push.seq;
+        let (seq, stream) = (push.seq, push.stream);
+        if stream == TIMELINE_STREAM || !push.campaign_id.is_empty() {
+            let app = self.conns.get(key).and_then(|conn| conn.profile.as_ref());
+            if let Some(app) = app.map(|profile| profile.app) {
+                let (message, campaign) = (&push.message_id, &push.campaign_id);
+                self.shared
+                    .count(app, message, campaign, Counter::Delivered, 1);
+            }
+        }
         let frame = ServerFrame {
             kind: Some(server_frame::Kind::Push(push)),
         };
         self.queue_frame(key, &frame);
-        self.scratch_seq = self.scratch_seq.max(seq);
+        if stream != TIMELINE_STREAM {
+            // Delivered positions are the inbox's.
+            self.scratch_seq = self.scratch_seq.max(seq);
+        }
         counter!("ringpush_connector_pushes_written_total").increment(1);
     }
 
@@ -176,7 +192,10 @@ impl Shard {
                     self.remove(key);
                 }
             }
-            Written::All => self.read_if_flushed(key),
+            Written::All => {
+                self.read_if_flushed(key);
+                self.timeline_read_if_flushed(key);
+            }
             Written::Partly => {
                 let unsent = conn.busy.as_ref().map_or(0, |busy| busy.output.len());
                 if conn.state != ConnState::Closing
@@ -328,7 +347,10 @@ impl Shard {
             self.scratch_seq = 0;
             self.scratch.clear();
         }
-        let conn = self.conns.remove(key);
+        let mut conn = self.conns.remove(key);
+        if let Some(profile) = conn.profile.take() {
+            self.release_profile(profile);
+        }
         if let Err(error) = self
             .registry
             .deregister(&mut SourceFd(&conn.stream.as_raw_fd()))

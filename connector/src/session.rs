@@ -215,6 +215,7 @@ impl Shard {
                         device,
                         token: hello.device_token,
                         last_seq: hello.last_seq,
+                        timeline_seq: hello.timeline_seq,
                         started: Instant::now(),
                     }),
                     Err(error) => self.refuse(key, ErrorCode::BadFrame, &error.to_string()),
@@ -229,9 +230,13 @@ impl Shard {
                 self.refuse(key, ErrorCode::BadFrame, "a connection says Hello once")
             }
             (_, Some(Kind::Ack(ack))) => {
+                // `timeline_up_to` is the SDK's own business: the timeline is not trimmed per
+                // device, and the SDK's Hello says where it stands on the next connection.
                 self.on_ack(key, ack.up_to_seq);
                 Flow::Continue
             }
+            (_, Some(Kind::Attributes(attributes))) => self.on_attributes(key, attributes),
+            (_, Some(Kind::Report(report))) => self.on_report(key, report),
             (_, Some(Kind::Ping(ping))) => {
                 let pong = ServerFrame {
                     kind: Some(server_frame::Kind::Pong(Pong { nonce: ping.nonce })),
@@ -244,7 +249,7 @@ impl Shard {
     }
 
     /// Closes with an application-level error.
-    fn refuse(&mut self, key: usize, code: ErrorCode, message: &str) -> Flow {
+    pub fn refuse(&mut self, key: usize, code: ErrorCode, message: &str) -> Flow {
         self.close_with_error(key, code, message, close_code::POLICY_VIOLATION);
         Flow::Stop
     }

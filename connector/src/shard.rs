@@ -9,7 +9,7 @@
 //!
 //! Everything else reaches a shard as a [`Command`] on its bounded channel: new sockets,
 //! connections moved from another shard after their Hello, results of store work, deliveries
-//! from the gRPC service and the drain. A shard never awaits another shard, so shards cannot
+//! and broadcasts from the gRPC service, and the drain. A shard never awaits another shard, so shards cannot
 //! deadlock on each other's full channels.
 
 use std::collections::HashMap;
@@ -23,15 +23,19 @@ use ringpush_protocol::DeviceId;
 use ringpush_protocol::device::Push;
 use ringpush_protocol::internal::DeliveryOutcome;
 use ringpush_ring::Ring;
-use ringpush_store::Store;
+use ringpush_store::{StatIncrement, Store};
 use slab::Slab;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::broadcast::{BroadcastJob, BroadcastScan};
 use crate::conn::{Conn, ConnState};
 use crate::hello::{HelloDone, PendingHello, ReadDone};
+use crate::profile::Profiles;
+use crate::registry::AttributesUpdate;
+use crate::timeline::{AudienceCache, TimelineDone};
 use crate::{ConnectorConfig, ConnectorStats};
 
 /// Commands queued per shard before senders wait (the gRPC service and the acceptor).
@@ -58,6 +62,12 @@ pub(crate) struct Shared {
     pub acks: mpsc::Sender<(DeviceId, u64)>,
     /// To the delivered-position batcher.
     pub delivered: mpsc::Sender<(DeviceId, u64)>,
+    /// To the registry batcher (device attributes); full means the set is dropped.
+    pub attributes: mpsc::Sender<AttributesUpdate>,
+    /// To the statistics batcher; full means the increment is dropped (and counted).
+    pub stat_increments: mpsc::Sender<StatIncrement>,
+    /// Timeline entries' audiences, parsed once for every catch-up.
+    pub audiences: AudienceCache,
     pub stats: Arc<ConnectorStats>,
     /// Every background task (store work, presence clean-up), so the drain can wait for them.
     pub tasks: TaskTracker,
@@ -96,7 +106,12 @@ pub(crate) enum Command {
     Adopt(Box<Moved>),
     HelloDone(Box<HelloDone>),
     ReadDone(Box<ReadDone>),
+    TimelineDone(Box<TimelineDone>),
     Deliver(DeliverBatch),
+    /// An audience message for every matching device of the shard.
+    Broadcast(BroadcastScan),
+    /// The pacer's turn for some connections of a throttled broadcast.
+    BroadcastWrite(Arc<BroadcastJob>, Vec<(u32, u32)>),
     /// Send every device to its owner on this ring (which leaves this connector out).
     Drain(Arc<Ring>),
 }
@@ -111,6 +126,8 @@ pub(crate) struct Shard {
     pub conns: Slab<Conn>,
     /// Device id bytes → slab key, for every device authenticating, catching up or live.
     pub devices: HashMap<[u8; 16], u32>,
+    /// The distinct (app, attributes) of the shard's connections, shared by the records.
+    pub profiles: Profiles,
     /// The one read buffer of the shard (its length is its capacity).
     pub read_buf: Vec<u8>,
     /// The one write buffer of the shard: frames for `scratch_owner`, written in one call.
@@ -146,6 +163,7 @@ impl Shard {
             registry,
             conns: Slab::new(),
             devices: HashMap::new(),
+            profiles: Profiles::default(),
             read_buf: vec![0; READ_BUFFER_BYTES],
             scratch: Vec::with_capacity(READ_BUFFER_BYTES),
             scratch_owner: None,
@@ -224,7 +242,10 @@ impl Shard {
             Command::Adopt(moved) => self.adopt(*moved),
             Command::HelloDone(done) => self.on_hello_done(*done),
             Command::ReadDone(done) => self.on_read_done(*done),
+            Command::TimelineDone(done) => self.on_timeline_done(*done),
             Command::Deliver(batch) => self.on_deliver(batch),
+            Command::Broadcast(scan) => self.on_broadcast(scan),
+            Command::BroadcastWrite(job, targets) => self.on_broadcast_write(job, targets),
             Command::Drain(ring) => self.on_drain(ring),
         }
     }

@@ -386,6 +386,7 @@ async fn a_device_that_does_not_read_is_closed_as_a_slow_consumer() {
                     content_type: "text/plain; charset=utf-8".into(),
                     created_at_ms: now_ms(),
                     expires_at_ms: now_ms() + 60_000,
+                    ..Default::default()
                 };
                 (device, push)
             })

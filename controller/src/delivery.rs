@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use ringpush_protocol::DeviceId;
 use ringpush_protocol::device::Push;
 use ringpush_protocol::internal::connector_client::ConnectorClient;
-use ringpush_protocol::internal::{DeliverRequest, Delivery, DeliveryOutcome};
+use ringpush_protocol::internal::{BroadcastRequest, DeliverRequest, Delivery, DeliveryOutcome};
 use ringpush_ring::{Member, Ring};
 use ringpush_store::Store;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -81,6 +81,9 @@ struct RouterInner {
     /// One queue per connector id; the sender task behind it ends when the queue is dropped
     /// (the connector left the ring) or at shutdown. Locked only to look up or insert.
     links: Mutex<HashMap<String, mpsc::Sender<Outgoing>>>,
+    /// One HTTP/2 channel per connector (by gRPC URL), shared by its sender task and by
+    /// broadcasts. Locked only to look up or insert.
+    channels: Mutex<HashMap<String, Channel>>,
     shutdown: CancellationToken,
 }
 
@@ -98,6 +101,7 @@ impl DeliveryRouter {
                 ring,
                 store,
                 links: Mutex::new(HashMap::new()),
+                channels: Mutex::new(HashMap::new()),
                 shutdown,
             }),
         }
@@ -139,6 +143,96 @@ impl DeliveryRouter {
         queue
     }
 
+    /// Queues messages at no more than `per_second` a second, in the background: they are
+    /// durable already, so the caller need not wait for the pacing to finish.
+    pub async fn send_paced(&self, messages: Vec<Outgoing>, per_second: u32) {
+        let router = self.clone();
+        let shutdown = self.inner.shutdown.clone();
+        let per_tick = (per_second as usize).div_ceil(10).max(1);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut messages = messages.into_iter().peekable();
+            while messages.peek().is_some() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                router
+                    .send(messages.by_ref().take(per_tick).collect())
+                    .await;
+            }
+        });
+    }
+
+    /// Hands an audience message to every connector on the ring (one call each): each
+    /// matches it against the devices it holds. `per_second` is the whole rate; each
+    /// connector gets its share. A connector that fails to answer is logged: its devices read
+    /// the message from the timeline when they reconnect.
+    pub async fn broadcast(
+        &self,
+        app: ringpush_protocol::AppId,
+        audience: &str,
+        push: Push,
+        per_second: Option<u32>,
+    ) {
+        let ring = self.inner.ring.borrow().clone();
+        let members = ring.members();
+        if members.is_empty() {
+            return;
+        }
+        let share = per_second.map_or(0, |rate| rate.div_ceil(members.len() as u32).max(1));
+        let calls = members.iter().filter_map(|member| {
+            let channel = self.channel(member)?;
+            let request = BroadcastRequest {
+                app_id: app.to_string(),
+                audience: audience.to_owned(),
+                push: Some(push.clone()),
+                max_per_second: share,
+            };
+            let mut client = ConnectorClient::new(channel);
+            let timeout = self.inner.config.call_timeout;
+            Some(async move {
+                let started = Instant::now();
+                let answer = tokio::time::timeout(timeout, client.broadcast(request)).await;
+                metrics::histogram!("ringpush_controller_broadcast_call_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                match answer {
+                    Ok(Ok(response)) => {
+                        let response = response.into_inner();
+                        metrics::counter!("ringpush_controller_broadcast_written_total")
+                            .increment(response.written);
+                    }
+                    Ok(Err(status)) => tracing::warn!(connector = %member.id, code = ?status.code(), message = status.message(), "broadcast call failed; its devices catch up from the timeline"),
+                    Err(_) => tracing::warn!(connector = %member.id, "broadcast call timed out; its devices catch up from the timeline"),
+                }
+            })
+        });
+        futures_util::future::join_all(calls).await;
+    }
+
+    /// The HTTP/2 channel to a connector, created on first use (it connects lazily and
+    /// reconnects by itself); `None` if the connector advertised an unusable URL.
+    fn channel(&self, member: &Member) -> Option<Channel> {
+        let mut channels = self.inner.channels.lock().expect("channels lock poisoned");
+        if let Some(channel) = channels.get(&member.grpc_url) {
+            return Some(channel.clone());
+        }
+        let endpoint = match Endpoint::from_shared(member.grpc_url.clone()) {
+            Ok(endpoint) => endpoint,
+            Err(error) => {
+                tracing::error!(connector = %member.id, url = %member.grpc_url, %error, "bad connector address");
+                return None;
+            }
+        };
+        let channel = endpoint
+            .connect_timeout(Duration::from_secs(2))
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        channels.insert(member.grpc_url.clone(), channel.clone());
+        Some(channel)
+    }
+
     /// After NOT_CONNECTED: if the device's presence names another live connector, try there once.
     async fn retry_at_presence(&self, tried: &str, mut message: Outgoing) {
         let presence = match self.inner.store.presence(message.device).await {
@@ -157,16 +251,8 @@ impl DeliveryRouter {
 /// The sender task of one connector: batches its queue into `Deliver` calls.
 async fn run_link(router: DeliveryRouter, member: Member, mut queue: mpsc::Receiver<Outgoing>) {
     let config = router.inner.config;
-    let channel = match Endpoint::from_shared(member.grpc_url.clone()) {
-        Ok(endpoint) => endpoint
-            .connect_timeout(Duration::from_secs(2))
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_while_idle(true)
-            .connect_lazy(),
-        Err(error) => {
-            tracing::error!(connector = %member.id, url = %member.grpc_url, %error, "bad connector address");
-            return;
-        }
+    let Some(channel) = router.channel(&member) else {
+        return;
     };
     let in_flight = Arc::new(Semaphore::new(config.calls_in_flight));
     let shutdown = router.inner.shutdown.clone();

@@ -25,6 +25,10 @@ pub enum ApiError {
     UnknownDevices(String),
     #[error("no message with id {0} in this app")]
     UnknownMessage(String),
+    #[error("no campaign with id {0} in this app")]
+    UnknownCampaign(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     InvalidRequest(String),
     #[error("no such endpoint: {0} (see /openapi.json)")]
@@ -50,6 +54,8 @@ impl ApiError {
                 (StatusCode::NOT_FOUND, "unknown_device")
             }
             Self::UnknownMessage(_) => (StatusCode::NOT_FOUND, "unknown_message"),
+            Self::UnknownCampaign(_) => (StatusCode::NOT_FOUND, "unknown_campaign"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::NoSuchEndpoint(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),

@@ -17,6 +17,8 @@ pub mod api;
 pub mod auth;
 pub mod delivery;
 pub mod error;
+pub mod send;
+pub mod target;
 
 use std::sync::Arc;
 

@@ -78,7 +78,10 @@ mod tests {
     #[test]
     fn refuses_oversized_and_empty_frames() {
         let frame = ClientFrame {
-            kind: Some(client_frame::Kind::Ack(Ack { up_to_seq: 5 })),
+            kind: Some(client_frame::Kind::Ack(Ack {
+                up_to_seq: 5,
+                ..Default::default()
+            })),
         };
         let mut bytes = Vec::new();
         encode_into(&frame, &mut bytes);

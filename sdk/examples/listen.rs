@@ -6,11 +6,13 @@
 //!     --app <app_id> --client-key <client_key> --state device.json
 //! ```
 //! Run it twice with the same `--state` file: the second run is the same device and prints
-//! only what arrived since. Ctrl-C stops it cleanly (the last messages are acked).
+//! only what arrived since. `--tag vip --topic news` make it part of those audiences (a
+//! broadcast to `vip` or to the topic `news` reaches it). Ctrl-C stops it cleanly (the last
+//! messages are acked).
 
 use anyhow::Context;
 use clap::Parser;
-use ringpush_sdk::{AppId, Client, Config};
+use ringpush_sdk::{AppId, Client, Config, DeviceAttributes, Stream};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -29,6 +31,12 @@ struct Args {
     /// Where to keep the device's identity and position.
     #[arg(long, default_value = "ringpush-device.json")]
     state: std::path::PathBuf,
+    /// A tag to add to the device (repeat for more); kept in the state file.
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// A topic to subscribe the device to (repeat for more); kept in the state file.
+    #[arg(long = "topic")]
+    topics: Vec<String>,
 }
 
 #[tokio::main]
@@ -39,11 +47,26 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    let facts = DeviceAttributes {
+        platform: Some(std::env::consts::OS.to_owned()),
+        app_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        ..DeviceAttributes::default()
+    };
     let config = Config::new(args.controller, args.dispatcher, args.app, args.client_key)
-        .with_state_file(&args.state);
+        .with_state_file(&args.state)
+        .with_attributes(facts);
     let mut client = Client::start(config)
         .await
         .context("could not start the device")?;
+    for tag in args.tags {
+        client.add_tag(tag).await.context("could not add a tag")?;
+    }
+    for topic in args.topics {
+        client
+            .subscribe(topic)
+            .await
+            .context("could not subscribe")?;
+    }
     println!(
         "device {} listening (state in {})",
         client.device_id(),
@@ -55,7 +78,13 @@ async fn main() -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
         };
         let text = message.data_str().unwrap_or("<binary payload>");
-        println!("#{} {} {}", message.seq, message.message_id, text);
+        let stream = match message.stream {
+            Stream::Inbox => "inbox",
+            Stream::Timeline => "timeline",
+        };
+        println!("{stream} #{} {} {}", message.seq, message.message_id, text);
+        // A real app reports this when the user opens the notification.
+        client.report_opened(&message);
         if message.skipped_before > 0 {
             println!(
                 "  ({} earlier messages expired before delivery)",

@@ -1,21 +1,28 @@
-//! The app's side of the SDK: a [`Client`] that hands each message to the app exactly once.
+//! The app's side of the SDK: a [`Client`] that hands each message to the app exactly once,
+//! and takes the app's attributes (`attributes` below) and reports.
+
+mod attributes;
 
 use std::sync::Arc;
 
 use ringpush_protocol::DeviceId;
-use tokio::sync::{mpsc, watch};
+use ringpush_protocol::device::ReportKind;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::{AckCoalescer, Handed};
+use crate::attributes::{AttributeSync, starting_set};
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::inbound::Inbound;
 use crate::message::Message;
 use crate::registration::{Identity, register_with};
+use crate::reports::{self, REPORT_QUEUE_CAPACITY, ReportPacer, Reports};
 use crate::state::{self, DeviceState, StateKeeper};
 use crate::stats::{Counters, Stats};
+use crate::stream::{Positions, Stream};
 use crate::task::{ConnectionTask, Event};
 
 /// A device's connection to ringpush, and the queue of its messages.
@@ -23,7 +30,14 @@ use crate::task::{ConnectionTask, Event};
 /// [`Client::start`] loads the device's state (or registers the device) and starts a
 /// background task that connects, reconnects and follows redirects on its own. The app takes
 /// messages with [`Client::next_message`]; each is saved as handed before it is returned, so
-/// the app never sees a message twice, even across restarts.
+/// the app never sees a message twice, even across restarts. Messages come from two streams
+/// (the device's inbox and its app's timeline, see [`Stream`]), each in order and each
+/// exactly once.
+///
+/// The app describes the device with attributes ([`Config::with_attributes`],
+/// [`Client::set_attributes`], [`Client::add_tag`], ...), which audiences are matched
+/// against, and tells what the user did with a message ([`Client::report_opened`],
+/// [`Client::report_clicked`]).
 ///
 /// Dropping the client stops its task; [`Client::close`] does so and waits for it.
 #[derive(Debug)]
@@ -34,19 +48,24 @@ pub struct Client {
     events: mpsc::Receiver<Event>,
     /// Tells the connection task how far the app has got, which is what it may ack.
     handed: watch::Sender<Handed>,
+    /// Wakes the connection task after the app changed the attributes (saved in `state`).
+    attributes_changed: Arc<Notify>,
+    /// Report events for the connection task to send.
+    reports: Arc<Reports>,
     counters: Arc<Counters>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
-    /// The highest seq handed to the app (and saved).
-    handed_up_to: u64,
+    /// The highest seq handed to the app (and saved), per stream.
+    handed_up_to: Positions,
     /// A message taken from the queue but not yet handed: its save failed, or the
     /// `next_message` call was cancelled while saving. The next call hands it.
     pending: Option<Message>,
 }
 
 impl Client {
-    /// Loads the state file (or registers the device and creates it), then starts connecting
-    /// in the background. Must be called within a Tokio runtime.
+    /// Loads the state file (or registers the device and creates it), settles the device's
+    /// attributes from the saved and the configured ones ([`Config::with_attributes`]), then
+    /// starts connecting in the background. Must be called within a Tokio runtime.
     ///
     /// Fails on an invalid configuration, an unusable state file, or a failed registration;
     /// the connection itself is never waited for here.
@@ -59,8 +78,16 @@ impl Client {
             .map_err(|error| Error::InvalidConfig(format!("http client: {error}")))?;
         let device_state = load_or_register(&config, &http).await?;
         let identity = device_state.identity.clone();
-        let handed_up_to = device_state.last_seq;
+        let handed_up_to = Positions {
+            inbox: device_state.last_seq,
+            timeline: device_state.timeline_seq,
+        };
+        let starting_attributes =
+            starting_set(device_state.attributes.as_ref(), config.attributes.as_ref());
         let state = StateKeeper::new(config.state_path.clone(), device_state);
+        state
+            .update(move |state| state.attributes = starting_attributes)
+            .await?;
 
         let (event_sender, events) = mpsc::channel(config.queue_capacity);
         let (handed, handed_receiver) = watch::channel(Handed {
@@ -68,6 +95,8 @@ impl Client {
             more_queued: false,
         });
         let counters = Arc::new(Counters::default());
+        let attributes_changed = Arc::new(Notify::new());
+        let reports = Arc::new(Reports::new(REPORT_QUEUE_CAPACITY, counters.clone()));
         let shutdown = CancellationToken::new();
         let task = ConnectionTask {
             backoff: Backoff::new(config.backoff),
@@ -77,10 +106,14 @@ impl Client {
             counters: counters.clone(),
             events: event_sender,
             handed: handed_receiver,
+            attributes_changed: attributes_changed.clone(),
+            reports: reports.clone(),
             shutdown: shutdown.clone(),
             http,
             inbound: Inbound::new(handed_up_to),
             acks: AckCoalescer::new(),
+            attribute_sync: AttributeSync::default(),
+            report_pacer: ReportPacer::default(),
         };
         let task = tokio::spawn(task.run());
         Ok(Self {
@@ -88,6 +121,8 @@ impl Client {
             state,
             events,
             handed,
+            attributes_changed,
+            reports,
             counters,
             shutdown,
             task: Some(task),
@@ -98,10 +133,11 @@ impl Client {
 
     /// Waits for the next message and hands it to the app.
     ///
-    /// Messages come in increasing seq order, each exactly once: the SDK saves the message's
-    /// seq as handed (in the state file, if there is one) before returning it, so a message
-    /// returned here is never returned again, not even after a restart. The connector is told
-    /// (by a cumulative Ack) only after that.
+    /// Messages come in increasing seq order within their [`Stream`], each exactly once: the
+    /// SDK saves the message's seq as handed in its stream (in the state file, if there is
+    /// one) before returning it, so a message returned here is never returned again, not even
+    /// after a restart. The connector is told (by a cumulative Ack) only after that, and a
+    /// RECEIVED report is queued for the message's statistics.
     ///
     /// Errors: a fatal refusal of the device by the connector ([`Error::Unauthenticated`],
     /// [`Error::UnknownDevice`], [`Error::UnsupportedVersion`]), after which the client is
@@ -119,26 +155,32 @@ impl Client {
                     None => return Err(Error::Closed),
                 },
             };
-            if message.seq <= self.handed_up_to {
+            let (stream, seq) = (message.stream, message.seq);
+            if seq <= self.handed_up_to.get(stream) {
                 // The connection task already drops these; this guards the promise here too.
                 Counters::bump(&self.counters.duplicates_dropped);
                 continue;
             }
-            let seq = message.seq;
             self.pending = Some(message);
             self.state
-                .update(move |state| state.last_seq = state.last_seq.max(seq))
+                .update(move |state| match stream {
+                    Stream::Inbox => state.last_seq = state.last_seq.max(seq),
+                    Stream::Timeline => state.timeline_seq = state.timeline_seq.max(seq),
+                })
                 .await?;
             let Some(message) = self.pending.take() else {
                 continue; // nothing else takes the pending message; kept for clarity of types
             };
-            self.handed_up_to = seq;
+            self.handed_up_to.raise(stream, seq);
             Counters::bump(&self.counters.messages_handed);
             self.counters
                 .messages_skipped
                 .fetch_add(message.skipped_before, std::sync::atomic::Ordering::Relaxed);
+            // Queued before the position is published, so that it rides with the Ack.
+            self.reports
+                .push(reports::event(&message, ReportKind::Received));
             self.handed.send_replace(Handed {
-                up_to: seq,
+                up_to: self.handed_up_to,
                 more_queued: !self.events.is_empty(),
             });
             return Ok(message);
@@ -155,9 +197,32 @@ impl Client {
         self.identity.device_id
     }
 
-    /// The highest seq handed to the app so far (as saved).
+    /// The highest inbox seq handed to the app so far (as saved).
     pub fn last_seq(&self) -> u64 {
-        self.handed_up_to
+        self.handed_up_to.inbox
+    }
+
+    /// The highest timeline seq handed to the app so far (as saved).
+    pub fn timeline_seq(&self) -> u64 {
+        self.handed_up_to.timeline
+    }
+
+    /// Reports that the user opened `message` (its notification), for the message's and its
+    /// campaign's statistics.
+    ///
+    /// Queued and sent on the live connection in batches; while disconnected, up to 1,000
+    /// events wait (past that the oldest are dropped, counted in
+    /// [`Stats::reports_dropped`]). Not kept across restarts.
+    pub fn report_opened(&self, message: &Message) {
+        self.reports
+            .push(reports::event(message, ReportKind::Opened));
+    }
+
+    /// Reports that the user clicked an action or link of `message`; queued and sent as
+    /// [`Client::report_opened`] describes.
+    pub fn report_clicked(&self, message: &Message) {
+        self.reports
+            .push(reports::event(message, ReportKind::Clicked));
     }
 
     /// The connector this device last reached, if any.
@@ -170,9 +235,10 @@ impl Client {
         self.counters.snapshot()
     }
 
-    /// Stops the connection (acking what was handed and closing the WebSocket cleanly, within
-    /// about a second) and waits for the background task to end. Messages received but not
-    /// handed are not lost: they were not acked and come again on the next start.
+    /// Stops the connection (acking what was handed, sending the queued reports and closing
+    /// the WebSocket cleanly, within about a second) and waits for the background task to
+    /// end. Messages received but not handed are not lost: they were not acked and come again
+    /// on the next start.
     pub async fn close(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {

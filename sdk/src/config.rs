@@ -4,8 +4,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ringpush_audience::DeviceAttributes;
 use ringpush_protocol::AppId;
 
+use crate::attributes;
 use crate::backoff::BackoffConfig;
 use crate::error::{Error, Result};
 use crate::registration::Identity;
@@ -23,13 +25,15 @@ pub struct Config {
     pub app_id: AppId,
     /// The app's client key, used only to register a device that has no identity yet.
     pub client_key: String,
-    /// Where to keep the device's state (identity, position, last connector), or `None` to
-    /// keep it in memory only: then every start registers a new device unless
+    /// Where to keep the device's state (identity, positions, attributes, last connector), or
+    /// `None` to keep it in memory only: then every start registers a new device unless
     /// [`Config::identity`] is set, and a restart may see messages again. With a file, each
     /// message is saved as handed (one small write and `fsync`) before the app gets it.
     pub state_path: Option<PathBuf>,
     /// An identity to use when there is no state file yet, instead of registering.
     pub identity: Option<Identity>,
+    /// The attributes to report for this device (see [`Config::with_attributes`]).
+    pub attributes: Option<DeviceAttributes>,
     /// Bounds of the wait between failed connection attempts.
     pub backoff: BackoffConfig,
     /// A connection that reached Welcome and stayed up this long resets the backoff.
@@ -56,6 +60,7 @@ impl fmt::Debug for Config {
             .field("client_key", &"<redacted>")
             .field("state_path", &self.state_path)
             .field("identity", &self.identity)
+            .field("attributes", &self.attributes)
             .field("backoff", &self.backoff)
             .field("backoff_reset_after", &self.backoff_reset_after)
             .field("connect_timeout", &self.connect_timeout)
@@ -81,6 +86,7 @@ impl Config {
             client_key: client_key.into(),
             state_path: None,
             identity: None,
+            attributes: None,
             backoff: BackoffConfig::default(),
             backoff_reset_after: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
@@ -99,6 +105,20 @@ impl Config {
     /// Uses `identity` instead of registering when there is no state file yet.
     pub fn with_identity(mut self, identity: Identity) -> Self {
         self.identity = Some(identity);
+        self
+    }
+
+    /// Reports these attributes for the device, which audiences (tags, topics, segments) are
+    /// matched against.
+    ///
+    /// On the first start they are the device's set. On later starts with a state file, the
+    /// device facts given here (`platform`, `os_version`, `app_version`, `locale`,
+    /// `timezone`, those that are set) replace the saved ones, since they describe the app
+    /// running now; the labels (`alias`, `tags`, `topics`, `custom`) stay as saved, with the
+    /// changes made at run time ([`Client::set_attributes`](crate::Client::set_attributes),
+    /// [`Client::add_tag`](crate::Client::add_tag), ...).
+    pub fn with_attributes(mut self, attributes: DeviceAttributes) -> Self {
+        self.attributes = Some(attributes);
         self
     }
 
@@ -132,6 +152,11 @@ impl Config {
             && identity.app_id != self.app_id
         {
             return invalid("identity belongs to another app than app_id");
+        }
+        if let Some(configured) = &self.attributes
+            && let Err(error) = attributes::check(configured)
+        {
+            return invalid(&format!("attributes: {error}"));
         }
         Ok(())
     }
@@ -167,6 +192,18 @@ mod tests {
             device_token: "t".into(),
         };
         assert!(config().with_identity(other_app).validate().is_err());
+        let huge = DeviceAttributes {
+            topics: (0..65).map(|index| format!("topic-{index}")).collect(),
+            ..DeviceAttributes::default()
+        };
+        assert!(
+            matches!(config().with_attributes(huge).validate(), Err(Error::InvalidConfig(text)) if text.contains("attributes"))
+        );
+        let fine = DeviceAttributes {
+            tags: ["vip".to_owned()].into(),
+            ..DeviceAttributes::default()
+        };
+        assert!(config().with_attributes(fine).validate().is_ok());
     }
 
     #[test]

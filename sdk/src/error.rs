@@ -76,6 +76,9 @@ pub enum Error {
         /// The app named in the state file.
         found: String,
     },
+    /// The attributes cannot be reported (too large for one frame); the text says why.
+    #[error("invalid attributes: {0}")]
+    InvalidAttributes(String),
     /// The configuration cannot work; the text says which setting.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

@@ -4,15 +4,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ringpush_protocol::device::Push;
 
+use crate::stream::Stream;
+
 /// The MIME type of JSON payloads.
 pub const CONTENT_TYPE_JSON: &str = "application/json";
 
 /// One message for this device, handed to the app exactly once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    /// The message's id, as the sender's API answered it (`<device_id>-<seq>`).
+    /// The message's id, as the sender's API answered it: `<device_id>-<seq>` for a message
+    /// to this device, one id for the whole audience for an audience message.
     pub message_id: String,
-    /// The message's number in this device's sequence. Messages come in increasing `seq`.
+    /// Which of the device's two sequences `seq` belongs to: its inbox, or its app's timeline.
+    pub stream: Stream,
+    /// The message's number in its stream. Within a stream, messages come in increasing `seq`;
+    /// the two streams are numbered (and ordered) independently.
     pub seq: u64,
     /// The payload, as sent.
     pub data: Vec<u8>,
@@ -22,20 +28,25 @@ pub struct Message {
     pub created_at_ms: i64,
     /// When the message stops being worth delivering, in milliseconds since the Unix epoch.
     pub expires_at_ms: i64,
-    /// How many seqs were skipped just before this message: messages that expired or were
-    /// dropped by the inbox cap before they could be delivered. 0 in the usual case.
+    /// The campaign the message belongs to, if any.
+    pub campaign_id: Option<String>,
+    /// How many inbox seqs were skipped just before this message: messages that expired or
+    /// were dropped by the inbox cap before they could be delivered. 0 in the usual case, and
+    /// always 0 on the timeline (its gaps are messages for other audiences).
     pub skipped_before: u64,
 }
 
 impl Message {
-    pub(crate) fn from_push(push: Push, skipped_before: u64) -> Self {
+    pub(crate) fn from_push(push: Push, stream: Stream, skipped_before: u64) -> Self {
         Self {
             message_id: push.message_id,
+            stream,
             seq: push.seq,
             data: push.payload,
             content_type: push.content_type,
             created_at_ms: push.created_at_ms,
             expires_at_ms: push.expires_at_ms,
+            campaign_id: Some(push.campaign_id).filter(|id| !id.is_empty()),
             skipped_before,
         }
     }
@@ -91,8 +102,11 @@ mod tests {
             content_type: "application/json".into(),
             created_at_ms: 1_000,
             expires_at_ms: 61_000,
+            stream: 0,
+            campaign_id: String::new(),
         };
-        let message = Message::from_push(push, 2);
+        let message = Message::from_push(push, Stream::Inbox, 2);
+        assert_eq!(message.campaign_id, None, "an empty campaign id is none");
         assert!(message.is_json());
         assert_eq!(message.data_str().unwrap(), r#"{"title":"hi"}"#);
         let value: serde_json::Value = message.json().unwrap();
@@ -112,5 +126,20 @@ mod tests {
         };
         assert!(!text.is_json());
         assert!(text.data_str().is_err());
+    }
+
+    #[test]
+    fn carries_the_stream_and_campaign_of_an_audience_message() {
+        let push = Push {
+            message_id: "0123456789abcdef0123456789abcdef".into(),
+            seq: 77,
+            campaign_id: "spring-sale".into(),
+            stream: 1,
+            ..Push::default()
+        };
+        let message = Message::from_push(push, Stream::Timeline, 0);
+        assert_eq!(message.stream, Stream::Timeline);
+        assert_eq!(message.seq, 77);
+        assert_eq!(message.campaign_id.as_deref(), Some("spring-sale"));
     }
 }

@@ -1,4 +1,5 @@
-//! One connection to one connector: Hello, Welcome, then pushes, pings and acks until it ends.
+//! One connection to one connector: Hello, Welcome, then pushes, pings, acks, attributes and
+//! reports until it ends (what the device sends is in [`crate::outbound`]).
 //!
 //! The session owns the socket and reads it only while the queue to the app has room (it holds
 //! a reserved slot before it reads), so a slow app slows the socket instead of growing memory;
@@ -7,10 +8,8 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use ringpush_protocol::device::{
-    self, Ack, ClientFrame, ErrorCode, Hello, Ping, client_frame, server_frame,
-};
+use futures_util::StreamExt;
+use ringpush_protocol::device::{self, ErrorCode, Hello, Ping, client_frame, server_frame};
 use ringpush_protocol::{PROTOCOL_VERSION, frame};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::OwnedPermit;
@@ -19,10 +18,11 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::ack::Handed;
 use crate::error::Error;
+use crate::inbound::Verdict;
 use crate::message::Message;
 use crate::stats::Counters;
+use crate::stream::Stream;
 use crate::task::{ConnectionTask, Event};
 
 /// The socket of one session.
@@ -33,6 +33,9 @@ pub(crate) const SDK_NAME: &str = concat!("ringpush-rust/", env!("CARGO_PKG_VERS
 
 /// The longest a clean close waits for the connector before the socket is dropped anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The largest frame to send a connector whose Welcome has not said (docs/protocol.md §4).
+pub(crate) const DEFAULT_SEND_LIMIT: usize = 4096;
 
 /// How a session ended.
 #[derive(Debug)]
@@ -95,10 +98,12 @@ pub(crate) async fn open(
     }
 }
 
-/// The liveness clock of a session.
+/// The liveness clock of a session, and what its Welcome said.
 struct Liveness {
     /// Set by Welcome.
     welcomed_at: Option<Instant>,
+    /// The largest frame the connector accepts: its Welcome's `max_frame_bytes`.
+    send_limit: usize,
     ping_every: Duration,
     /// Silence allowed before the connection counts as dead.
     silence_limit: Duration,
@@ -112,6 +117,7 @@ impl Liveness {
         let now = Instant::now();
         Self {
             welcomed_at: None,
+            send_limit: DEFAULT_SEND_LIMIT,
             ping_every: handshake_timeout,
             silence_limit: handshake_timeout,
             dead_at: now + handshake_timeout,
@@ -120,9 +126,12 @@ impl Liveness {
         }
     }
 
-    fn welcomed(&mut self, ping_interval_seconds: u32) {
+    fn welcomed(&mut self, ping_interval_seconds: u32, max_frame_bytes: u32) {
         let now = Instant::now();
         self.welcomed_at = Some(now);
+        if max_frame_bytes > 0 {
+            self.send_limit = max_frame_bytes as usize;
+        }
         self.ping_every = Duration::from_secs(u64::from(ping_interval_seconds.max(1)));
         self.silence_limit = self.ping_every * 2;
         self.dead_at = now + self.silence_limit;
@@ -148,6 +157,7 @@ impl ConnectionTask {
         ring_version: u64,
     ) -> SessionOutcome {
         self.inbound.start_connection();
+        self.attribute_sync.connection_started();
         let mut live = Liveness::awaiting_welcome(self.config.handshake_timeout);
         let end = self.drive(&mut socket, url, ring_version, &mut live).await;
         self.acks.connection_ended();
@@ -171,13 +181,15 @@ impl ConnectionTask {
         ring_version: u64,
         live: &mut Liveness,
     ) -> SessionEnd {
+        let received = self.inbound.received_up_to();
         let hello = client_frame::Kind::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
             device_id: self.identity.device_id.to_string(),
             device_token: self.identity.device_token.clone(),
-            last_seq: self.inbound.received_up_to(),
+            last_seq: received.inbox,
             ring_version,
             sdk: SDK_NAME.to_owned(),
+            timeline_seq: received.timeline,
         });
         if let Err(reason) = self.send(socket, hello).await {
             return SessionEnd::Lost { reason };
@@ -187,11 +199,24 @@ impl ConnectionTask {
         loop {
             let welcomed = live.welcomed_at.is_some();
             let ack_due = self.acks.due_at();
+            let attributes_due = self.attribute_sync.due_at();
+            let reports_due = if welcomed {
+                self.report_pacer.due_at(
+                    !self.reports.is_empty(),
+                    ack_due.is_some(),
+                    Instant::now(),
+                )
+            } else {
+                None
+            };
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => {
                     if welcomed {
-                        let _ = self.send_owed_ack(socket, true).await;
+                        // Best effort, as the client is going: the last Ack, then every report.
+                        if self.send_owed_ack(socket, true).await.is_ok() {
+                            let _ = self.send_reports(socket, live.send_limit, true).await;
+                        }
                     }
                     return SessionEnd::Shutdown;
                 }
@@ -225,6 +250,23 @@ impl ConnectionTask {
                         return SessionEnd::Lost { reason };
                     }
                 }
+                () = self.attributes_changed.notified(), if welcomed => {
+                    if let Err(reason) = self.sync_attributes(socket, live.send_limit).await {
+                        return SessionEnd::Lost { reason };
+                    }
+                }
+                () = sleep_until(attributes_due.unwrap_or(live.dead_at)), if welcomed && attributes_due.is_some() => {
+                    if let Err(reason) = self.sync_attributes(socket, live.send_limit).await {
+                        return SessionEnd::Lost { reason };
+                    }
+                }
+                () = sleep_until(reports_due.unwrap_or(live.dead_at)), if reports_due.is_some() => {
+                    if let Err(reason) = self.send_reports(socket, live.send_limit, false).await {
+                        return SessionEnd::Lost { reason };
+                    }
+                }
+                // Only wakes the loop: the next turn's `reports_due` sees the new events.
+                () = self.reports.queued.notified(), if welcomed => {}
                 incoming = socket.next(), if slot.is_some() => {
                     live.heard_from_peer();
                     let bytes = match incoming {
@@ -272,20 +314,26 @@ impl ConnectionTask {
                 if live.welcomed_at.is_some() {
                     return None;
                 }
-                live.welcomed(welcome.ping_interval_seconds);
+                live.welcomed(welcome.ping_interval_seconds, welcome.max_frame_bytes);
                 Counters::bump(&self.counters.connections_established);
                 self.counters
                     .connected
                     .store(true, std::sync::atomic::Ordering::Relaxed);
+                let received = self.inbound.received_up_to();
                 tracing::info!(
                     device_id = %self.identity.device_id,
                     connector_id = %welcome.connector_id,
                     url,
-                    last_seq = self.inbound.received_up_to(),
+                    last_seq = received.inbox,
+                    timeline_seq = received.timeline,
                     ping_interval_seconds = welcome.ping_interval_seconds,
                     "connected"
                 );
                 self.remember_connector(url).await;
+                // The attributes first: audiences are matched against them from now on.
+                if let Err(reason) = self.sync_attributes(socket, live.send_limit).await {
+                    return Some(SessionEnd::Lost { reason });
+                }
                 // After a restart, or if the last connection broke before its Ack went out.
                 if let Err(reason) = self.send_owed_ack(socket, false).await {
                     return Some(SessionEnd::Lost { reason });
@@ -298,6 +346,12 @@ impl ConnectionTask {
                         reason: "the connector sent a push before its welcome".into(),
                     });
                 }
+                let Some(stream) = Stream::from_wire(push.stream) else {
+                    // Not of protocol version 1: a connector bug. Dropping it is all this SDK
+                    // can do; ending the connection would only bring it again.
+                    tracing::warn!(device_id = %self.identity.device_id, stream = push.stream, seq = push.seq, "push of an unknown stream dropped");
+                    return None;
+                };
                 let Some(reserved) = slot.take() else {
                     // Unreachable: the socket is read only while a slot is held. Nothing was
                     // recorded as received, so the next connection replays this push.
@@ -305,13 +359,16 @@ impl ConnectionTask {
                         reason: "no room for a push".into(),
                     });
                 };
-                match self.inbound.accept(&push.message_id, push.seq) {
-                    crate::inbound::Verdict::Deliver { skipped_before } => {
-                        reserved.send(Event::Message(Message::from_push(push, skipped_before)));
+                match self.inbound.accept(stream, &push.message_id, push.seq) {
+                    Verdict::Deliver { skipped_before } => {
+                        reserved.send(Event::Message(Message::from_push(
+                            push,
+                            stream,
+                            skipped_before,
+                        )));
                     }
-                    crate::inbound::Verdict::AlreadyReceived
-                    | crate::inbound::Verdict::RepeatedId => {
-                        tracing::debug!(device_id = %self.identity.device_id, seq = push.seq, "duplicate push dropped");
+                    Verdict::AlreadyReceived | Verdict::RepeatedId => {
+                        tracing::debug!(device_id = %self.identity.device_id, ?stream, seq = push.seq, "duplicate push dropped");
                         Counters::bump(&self.counters.duplicates_dropped);
                         *slot = Some(reserved);
                     }
@@ -328,45 +385,6 @@ impl ConnectionTask {
                 let code = error.code();
                 Some(classify_error(code, error.message))
             }
-        }
-    }
-
-    /// Sends the Ack the app's position calls for, if any. `final_flush` acks everything
-    /// handed even if more is queued (the client is closing).
-    async fn send_owed_ack(
-        &mut self,
-        socket: &mut Socket,
-        final_flush: bool,
-    ) -> Result<(), String> {
-        let mut handed: Handed = *self.handed.borrow_and_update();
-        if final_flush {
-            handed.more_queued = false;
-        }
-        let Some(up_to_seq) = self.acks.poll(handed, Instant::now()) else {
-            return Ok(());
-        };
-        self.send(socket, client_frame::Kind::Ack(Ack { up_to_seq }))
-            .await?;
-        self.acks.sent(up_to_seq);
-        Ok(())
-    }
-
-    /// Writes one frame, within the connect timeout.
-    async fn send(&self, socket: &mut Socket, kind: client_frame::Kind) -> Result<(), String> {
-        let mut bytes = Vec::new();
-        frame::encode_into(&ClientFrame { kind: Some(kind) }, &mut bytes);
-        match timeout(
-            self.config.connect_timeout,
-            socket.send(WsMessage::Binary(bytes.into())),
-        )
-        .await
-        {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(format!("write failed: {error}")),
-            Err(_) => Err(format!(
-                "write blocked for {:?}",
-                self.config.connect_timeout
-            )),
         }
     }
 }

@@ -1,37 +1,46 @@
-//! What a device remembers across restarts: its identity, the highest seq handed to the app,
-//! and the last connector it reached.
+//! What a device remembers across restarts: its identity, the highest seq handed to the app
+//! in each stream (inbox and timeline), its attributes, and the last connector it reached.
 //!
 //! The file is JSON, replaced atomically on every change: the new content goes to a temporary
 //! file in the same directory, is flushed to disk (`fsync`), then renamed over the old file, and
 //! the directory is flushed so that the rename itself survives a power cut. A crash at any point
 //! leaves either the old file or the new one, never a mix. One state file belongs to one client
 //! at a time.
+//!
+//! Formats: 2 (this SDK) adds `timeline_seq` and `attributes` to format 1. A format 1 file is
+//! read as format 2 with timeline position 0 and no attributes, and written back as format 2
+//! on the next change; no position is lost.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use ringpush_audience::DeviceAttributes;
 use ringpush_protocol::AppId;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::registration::Identity;
 
-/// The version of the file layout, so that a later SDK can migrate it.
-const FORMAT: u32 = 1;
+/// The version of the file layout this SDK writes, so that a later SDK can migrate it.
+const FORMAT: u32 = 2;
 
 /// The remembered state of a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceState {
     /// Who the device is.
     pub identity: Identity,
-    /// The highest seq handed to the app: anything at or below it is never handed again.
+    /// The highest inbox seq handed to the app: anything at or below it is never handed again.
     pub last_seq: u64,
+    /// The same for the app's timeline (audience messages).
+    pub timeline_seq: u64,
     /// The connector the device last reached, tried first on the next start.
     pub connector_url: Option<String>,
+    /// The attributes the device reports (`None`: the app never set any).
+    pub attributes: Option<DeviceAttributes>,
 }
 
-/// The file as written; ids travel as their hex text.
+/// Format 2, as written; ids travel as their hex text.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StateFile {
@@ -40,7 +49,44 @@ struct StateFile {
     device_id: String,
     device_token: String,
     last_seq: u64,
+    timeline_seq: u64,
     connector_url: Option<String>,
+    attributes: Option<DeviceAttributes>,
+}
+
+/// Format 1, as the first SDK wrote it: the inbox position only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFileV1 {
+    #[allow(dead_code)] // read to refuse unknown fields; its value is known to be 1
+    format: u32,
+    app_id: String,
+    device_id: String,
+    device_token: String,
+    last_seq: u64,
+    connector_url: Option<String>,
+}
+
+impl From<StateFileV1> for StateFile {
+    fn from(old: StateFileV1) -> Self {
+        Self {
+            format: FORMAT,
+            app_id: old.app_id,
+            device_id: old.device_id,
+            device_token: old.device_token,
+            last_seq: old.last_seq,
+            // Format 1 predates timelines: nothing of one was ever handed.
+            timeline_seq: 0,
+            connector_url: old.connector_url,
+            attributes: None,
+        }
+    }
+}
+
+/// Just the format field, read first to pick the layout.
+#[derive(Debug, Deserialize)]
+struct FormatOnly {
+    format: u32,
 }
 
 impl DeviceState {
@@ -49,7 +95,9 @@ impl DeviceState {
         Self {
             identity,
             last_seq: 0,
+            timeline_seq: 0,
             connector_url: None,
+            attributes: None,
         }
     }
 
@@ -60,10 +108,12 @@ impl DeviceState {
             device_id: self.identity.device_id.to_string(),
             device_token: self.identity.device_token.clone(),
             last_seq: self.last_seq,
+            timeline_seq: self.timeline_seq,
             connector_url: self.connector_url.clone(),
+            attributes: self.attributes.clone(),
         };
         let mut bytes = serde_json::to_vec_pretty(&file)
-            .expect("a struct of strings and numbers always serializes");
+            .expect("a struct of strings, numbers and string maps always serializes");
         bytes.push(b'\n');
         bytes
     }
@@ -73,14 +123,19 @@ impl DeviceState {
             path: path.to_owned(),
             detail,
         };
-        let file: StateFile =
+        let FormatOnly { format } =
             serde_json::from_slice(bytes).map_err(|error| corrupt(error.to_string()))?;
-        if file.format != FORMAT {
-            return Err(corrupt(format!(
-                "format {} is not the supported format {FORMAT}",
-                file.format
-            )));
-        }
+        let file: StateFile = match format {
+            1 => serde_json::from_slice::<StateFileV1>(bytes)
+                .map_err(|error| corrupt(error.to_string()))?
+                .into(),
+            FORMAT => serde_json::from_slice(bytes).map_err(|error| corrupt(error.to_string()))?,
+            other => {
+                return Err(corrupt(format!(
+                    "format {other} is not a supported format (1 to {FORMAT})"
+                )));
+            }
+        };
         Ok(Self {
             identity: Identity {
                 app_id: file
@@ -94,7 +149,9 @@ impl DeviceState {
                 device_token: file.device_token,
             },
             last_seq: file.last_seq,
+            timeline_seq: file.timeline_seq,
             connector_url: file.connector_url,
+            attributes: file.attributes,
         })
     }
 }
@@ -211,16 +268,31 @@ impl StateKeeper {
         &self,
         change: impl FnOnce(&mut DeviceState) + Send + 'static,
     ) -> Result<()> {
+        self.try_update(move |state| {
+            change(state);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Like [`StateKeeper::update`], but `change` may refuse: its error is returned and
+    /// nothing changes. `change` runs under the lock, so changes never overwrite each other.
+    pub(crate) async fn try_update(
+        &self,
+        change: impl FnOnce(&mut DeviceState) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
         let Some(path) = self.path.clone() else {
             let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-            change(&mut current);
+            let mut next = current.clone();
+            change(&mut next)?;
+            *current = next;
             return Ok(());
         };
         let current = self.current.clone();
         let write = move || {
             let mut guard = current.lock().unwrap_or_else(PoisonError::into_inner);
             let mut next = guard.clone();
-            change(&mut next);
+            change(&mut next)?;
             if next == *guard {
                 return Ok(());
             }
@@ -250,7 +322,14 @@ mod tests {
                 device_token: "token-1".into(),
             },
             last_seq,
+            timeline_seq: last_seq * 10,
             connector_url: Some("ws://127.0.0.1:9000/v1/connect".into()),
+            attributes: Some(DeviceAttributes {
+                platform: Some("linux".into()),
+                tags: ["vip".to_owned(), "beta".to_owned()].into(),
+                custom: [("plan".to_owned(), "gold".to_owned())].into(),
+                ..DeviceAttributes::default()
+            }),
         }
     }
 
@@ -302,7 +381,7 @@ mod tests {
         std::fs::write(&path, b"{\"format\":1,").unwrap();
         assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
         let json = String::from_utf8(state(1).to_json()).unwrap();
-        std::fs::write(&path, json.replace("\"format\": 1", "\"format\": 9")).unwrap();
+        std::fs::write(&path, json.replace("\"format\": 2", "\"format\": 9")).unwrap();
         assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
         std::fs::write(&path, json.replace("0000000000000abc", "nothex")).unwrap();
         assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
@@ -337,5 +416,76 @@ mod tests {
         let in_memory = StateKeeper::new(None, state(0));
         in_memory.update(|s| s.last_seq = 9).await.unwrap();
         assert_eq!(in_memory.snapshot().last_seq, 9);
+    }
+
+    #[tokio::test]
+    async fn a_format_1_file_keeps_its_positions_and_is_written_back_as_format_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.json");
+        // Exactly what the first SDK wrote.
+        let old = r#"{
+  "format": 1,
+  "app_id": "0000000000000abc",
+  "device_id": "00000000000000000000000000001234",
+  "device_token": "token-1",
+  "last_seq": 41,
+  "connector_url": "ws://127.0.0.1:9000/v1/connect"
+}
+"#;
+        std::fs::write(&path, old).unwrap();
+        let loaded = load(&path).unwrap().unwrap();
+        let expected = DeviceState {
+            timeline_seq: 0,
+            attributes: None,
+            ..state(41)
+        };
+        assert_eq!(loaded, expected);
+        // Format 1 never had these fields: one there is a corrupt file, not a migration.
+        let odd = old.replace("\"last_seq\"", "\"timeline_seq\": 3,\n  \"last_seq\"");
+        std::fs::write(&path, odd).unwrap();
+        assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
+
+        // The next change writes format 2, with every position kept.
+        std::fs::write(&path, old).unwrap();
+        let keeper = StateKeeper::new(Some(path.clone()), load(&path).unwrap().unwrap());
+        keeper.update(|state| state.timeline_seq = 7).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"format\": 2"), "{text}");
+        let reloaded = load(&path).unwrap().unwrap();
+        assert_eq!((reloaded.last_seq, reloaded.timeline_seq), (41, 7));
+        assert_eq!(reloaded.identity, state(0).identity);
+    }
+
+    #[test]
+    fn keeps_both_positions_and_the_attributes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.json");
+        let mut written = state(3);
+        written.timeline_seq = 9_000;
+        save(&path, &written).unwrap();
+        let loaded = load(&path).unwrap().unwrap();
+        assert_eq!(loaded, written);
+        assert_eq!(loaded.timeline_seq, 9_000);
+        assert!(loaded.attributes.unwrap().tags.contains("vip"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_change_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.json");
+        for keeper in [
+            StateKeeper::new(Some(path.clone()), state(1)),
+            StateKeeper::new(None, state(1)),
+        ] {
+            let refused = keeper
+                .try_update(|state| {
+                    state.last_seq = 99;
+                    Err(Error::InvalidAttributes("too big".into()))
+                })
+                .await;
+            assert!(matches!(refused, Err(Error::InvalidAttributes(_))));
+            assert_eq!(keeper.snapshot(), state(1));
+        }
+        assert_eq!(load(&path).unwrap(), None, "nothing was written");
     }
 }

@@ -10,7 +10,8 @@ pub struct Stats {
     pub messages_handed: u64,
     /// Pushes dropped because they had already been received (replays after a reconnect).
     pub duplicates_dropped: u64,
-    /// Seqs that never arrived (expired or dropped by the inbox cap before delivery).
+    /// Inbox seqs that never arrived (expired or dropped by the inbox cap before delivery).
+    /// Timeline gaps are not counted: they are messages for other audiences.
     pub messages_skipped: u64,
     /// Connection attempts made after a lost or failed connection (redirects not counted).
     pub reconnects: u64,
@@ -20,6 +21,13 @@ pub struct Stats {
     pub dispatcher_lookups: u64,
     /// Connections that reached Welcome.
     pub connections_established: u64,
+    /// Attributes frames written (after each Welcome and after changes, debounced).
+    pub attributes_sent: u64,
+    /// Report events (received, opened, clicked) written to a connection.
+    pub reports_sent: u64,
+    /// Report events dropped: the oldest, when more than the queue holds waited for a
+    /// connection.
+    pub reports_dropped: u64,
     /// Whether a connection is established now.
     pub connected: bool,
 }
@@ -34,6 +42,9 @@ pub(crate) struct Counters {
     pub(crate) redirects_followed: AtomicU64,
     pub(crate) dispatcher_lookups: AtomicU64,
     pub(crate) connections_established: AtomicU64,
+    pub(crate) attributes_sent: AtomicU64,
+    pub(crate) reports_sent: AtomicU64,
+    pub(crate) reports_dropped: AtomicU64,
     pub(crate) connected: AtomicBool,
 }
 
@@ -53,6 +64,9 @@ impl Counters {
             redirects_followed: read(&self.redirects_followed),
             dispatcher_lookups: read(&self.dispatcher_lookups),
             connections_established: read(&self.connections_established),
+            attributes_sent: read(&self.attributes_sent),
+            reports_sent: read(&self.reports_sent),
+            reports_dropped: read(&self.reports_dropped),
             connected: self.connected.load(Ordering::Relaxed),
         }
     }

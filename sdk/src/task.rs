@@ -10,10 +10,11 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::{AckCoalescer, Handed};
+use crate::attributes::AttributeSync;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::dispatcher;
@@ -21,6 +22,7 @@ use crate::error::Error;
 use crate::inbound::Inbound;
 use crate::message::Message;
 use crate::registration::Identity;
+use crate::reports::{ReportPacer, Reports};
 use crate::session::{self, SessionEnd};
 use crate::state::StateKeeper;
 use crate::stats::Counters;
@@ -51,18 +53,25 @@ enum Target {
 pub(crate) struct ConnectionTask {
     pub(crate) config: Config,
     pub(crate) identity: Identity,
-    /// Shared with the app side, which persists `last_seq`; the task persists the connector URL.
+    /// Shared with the app side, which persists the positions and the attributes; the task
+    /// persists the connector URL and reads the attributes to send.
     pub(crate) state: StateKeeper,
     pub(crate) counters: Arc<Counters>,
     /// The bounded queue of messages to the app; its capacity is the read-ahead limit.
     pub(crate) events: mpsc::Sender<Event>,
     /// The app's position, published after each handed (and persisted) message.
     pub(crate) handed: watch::Receiver<Handed>,
+    /// Fired by the app side after it saved new attributes.
+    pub(crate) attributes_changed: Arc<Notify>,
+    /// Report events queued by the app side, to send on the live connection.
+    pub(crate) reports: Arc<Reports>,
     /// Fired by `Client::close` or by dropping the client.
     pub(crate) shutdown: CancellationToken,
     pub(crate) http: reqwest::Client,
     pub(crate) inbound: Inbound,
     pub(crate) acks: AckCoalescer,
+    pub(crate) attribute_sync: AttributeSync,
+    pub(crate) report_pacer: ReportPacer,
     pub(crate) backoff: Backoff,
 }
 

@@ -23,6 +23,16 @@ use crate::{
     Store, StoreError, now_ms, secret_hash,
 };
 
+// Cases of the other parts of the store, one module each.
+mod campaigns;
+mod registry;
+mod stats;
+mod timeline;
+pub use campaigns::*;
+pub use registry::*;
+pub use stats::*;
+pub use timeline::*;
+
 /// What a conformance test gets from its constructor: a store to test.
 pub trait Fixture {
     fn store(&self) -> &dyn Store;
@@ -68,6 +78,24 @@ macro_rules! store_conformance_tests {
             remember_request_keeps_the_first_fingerprint,
             presence_epochs_grow_and_only_the_holder_clears,
             leases_expire_and_come_sorted,
+            // the registry, timelines and statistics
+            registry_attributes_round_trip_and_are_replaced,
+            registry_alias_change_moves_the_device,
+            registry_time_zones_follow_the_devices,
+            registry_app_devices_pages_through_every_device,
+            timeline_appends_in_order_and_reads_back,
+            timeline_hides_and_trims_expired_entries,
+            timeline_cap_drops_oldest_and_counts_them,
+            timeline_idempotent_append_returns_the_same_seq,
+            stats_add_up_per_total_and_minute,
+            stats_batch_over_many_subjects,
+            // campaigns and firing claims
+            campaigns_round_trip_every_field_and_kind,
+            app_campaigns_come_newest_first_and_puts_replace,
+            scheduled_index_follows_puts_and_transitions,
+            racing_transitions_move_a_campaign_once,
+            firing_claims_hold_expire_and_finish,
+            racing_claims_have_one_winner,
         );
     };
     (@cases $make_store:expr; $($case:ident),* $(,)?) => {

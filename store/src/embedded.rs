@@ -1,16 +1,22 @@
 //! [`EmbeddedStore`]: the store in one redb file inside the process, for `ringpush dev`.
 //!
 //! Durable in the file: apps, devices, inbox positions and entries, idempotency records (the
-//! layout is in `records`). In memory only (`memory`): presence and connector leases, which
-//! describe processes that end with this one.
+//! layout is in `records`); device attributes and registry indexes, timelines and statistics
+//! (each part's tables are described in `registry`, `timeline` and `stats`); campaigns and
+//! firing claims (`campaigns`). In memory only (`memory`): presence and connector leases,
+//! which describe processes that end with this one.
 //!
 //! Every call runs its redb work on the blocking pool in one transaction: one write
 //! transaction per changing call (a whole append batch at once), durable when it commits.
 
+mod campaigns;
 mod idempotency;
 mod inbox;
 mod memory;
 mod records;
+mod registry;
+mod stats;
+mod timeline;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,10 +26,13 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTran
 use ringpush_protocol::{AppId, DeviceId};
 use ringpush_ring::Member;
 
+use crate::CampaignStore;
 use crate::{
     AppRecord, Appended, DeviceRecord, IDEMPOTENCY_TTL_MS, InboxLimits, InboxState, NewMessage,
     Presence, Store, StoreError, StoreResult, StoredMessage, now_ms,
 };
+use crate::{RegistryStore, StatsStore, TimelineStore};
+
 use idempotency::{live_record, put_record, sweep_expired};
 use inbox::{advance, append_batch, device_range};
 use memory::Volatile;
@@ -54,6 +63,10 @@ impl EmbeddedStore {
             transaction.open_table(INBOX)?;
             transaction.open_table(IDEMPOTENCY)?;
             transaction.open_table(IDEMPOTENCY_EXPIRY)?;
+            registry::create_tables(&transaction)?;
+            timeline::create_tables(&transaction)?;
+            stats::create_tables(&transaction)?;
+            campaigns::create_tables(&transaction)?;
         }
         transaction.commit()?;
         Ok(Self {
@@ -159,7 +172,8 @@ impl Store for EmbeddedStore {
                 return Err(StoreError::AlreadyExists(format!("device {}", device.id)));
             }
             devices.insert(&key, &records::encode_device(&device))?;
-            Ok(())
+            // In the same transaction: a created device is always listed in its app.
+            registry::list_app_device(transaction, device.app, device.id)
         })
         .await
     }
@@ -342,5 +356,21 @@ impl Store for EmbeddedStore {
             Ok(None)
         })
         .await
+    }
+
+    fn registry(&self) -> &dyn RegistryStore {
+        self
+    }
+
+    fn timelines(&self) -> &dyn TimelineStore {
+        self
+    }
+
+    fn stats(&self) -> &dyn StatsStore {
+        self
+    }
+
+    fn campaigns(&self) -> &dyn CampaignStore {
+        self
     }
 }

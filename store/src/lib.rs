@@ -13,19 +13,29 @@
 //! Atomicity: everything about one device (sequence, inbox, positions, presence) changes
 //! atomically per call; batches over many devices are pipelined, not transactional.
 
+mod campaigns;
 pub mod conformance;
 mod embedded;
 pub mod membership;
 mod model;
 mod redis_store;
+mod registry;
+mod stats;
+mod timeline;
 
 use async_trait::async_trait;
 use ringpush_protocol::{AppId, DeviceId, MessageId};
 use ringpush_ring::Member;
 
+pub use campaigns::{
+    CampaignRecord, CampaignState, CampaignStore, Claim, FIRING_DONE_TTL_MS, Schedule,
+};
 pub use embedded::EmbeddedStore;
 pub use model::*;
 pub use redis_store::RedisStore;
+pub use registry::RegistryStore;
+pub use stats::{Counter, STATS_TTL_MS, StatIncrement, StatsRecord, StatsStore};
+pub use timeline::{NewTimelineEntry, TimelineEntry, TimelineStore};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +150,19 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         fingerprint: [u8; 32],
     ) -> StoreResult<Option<[u8; 32]>>;
+
+    // ---- the other parts of the store ----
+    // (accessors `registry()`, `timelines()`, `stats()`, `campaigns()` are added here as each
+    // part's backends land)
+
+    /// Device attributes, aliases and time zones.
+    fn registry(&self) -> &dyn RegistryStore;
+    /// Per-app timelines of audience messages.
+    fn timelines(&self) -> &dyn TimelineStore;
+    /// Delivery statistics.
+    fn stats(&self) -> &dyn StatsStore;
+    /// Campaigns and their firings.
+    fn campaigns(&self) -> &dyn CampaignStore;
 
     // ---- derived ----
 

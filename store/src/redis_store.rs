@@ -4,11 +4,19 @@
 //! Layout: `keys` names every key (the table of keys and what they hold is there), `codec`
 //! lays out values, `scripts` (Lua in `lua/`) changes one device's state atomically,
 //! `connection` hides single server versus cluster and runs batches.
+//! `registry`, `timeline` and `stats` implement those parts of the store (their Lua is in
+//! `lua/` too); `batch` runs plain commands in per-slot pipelines.
+//! `campaigns` keeps campaigns and the claims of their firings.
 
+mod batch;
+mod campaigns;
 mod codec;
 mod connection;
 mod keys;
+mod registry;
 mod scripts;
+mod stats;
+mod timeline;
 
 use std::collections::HashMap;
 
@@ -17,10 +25,13 @@ use redis::{AsyncCommands, Value};
 use ringpush_protocol::{AppId, DeviceId};
 use ringpush_ring::Member;
 
+use crate::CampaignStore;
 use crate::{
     AppRecord, Appended, DeviceRecord, IDEMPOTENCY_TTL_MS, InboxLimits, InboxState, NewMessage,
     Presence, Store, StoreError, StoreResult, StoredMessage,
 };
+use crate::{RegistryStore, StatsStore, TimelineStore};
+
 use codec::corrupt;
 use connection::{Connection, ScriptCall, redis_error};
 use keys::Keys;
@@ -167,7 +178,11 @@ impl Store for RedisStore {
         let key = self.keys.device(device.id);
         let what = format!("device {}", device.id);
         self.create_record(&key, codec::device_fields(device), what)
-            .await
+            .await?;
+        // The record and the app's device list live in different slots, so this is a second
+        // step. If it fails the call fails, and the caller never hands out the device: every
+        // device in use is listed (listing again is a no-op).
+        self.list_app_device(device.app, device.id).await
     }
 
     async fn device(&self, id: DeviceId) -> StoreResult<Option<DeviceRecord>> {
@@ -433,5 +448,21 @@ impl Store for RedisStore {
         remembered
             .map(|text| codec::decode_hash(&request, &text))
             .transpose()
+    }
+
+    fn registry(&self) -> &dyn RegistryStore {
+        self
+    }
+
+    fn timelines(&self) -> &dyn TimelineStore {
+        self
+    }
+
+    fn stats(&self) -> &dyn StatsStore {
+        self
+    }
+
+    fn campaigns(&self) -> &dyn CampaignStore {
+        self
     }
 }

@@ -144,3 +144,50 @@ async fn clones_share_one_store() {
         Some(epoch)
     );
 }
+
+#[tokio::test]
+async fn campaigns_and_firings_survive_close_and_reopen() {
+    use ringpush_store::{CampaignRecord, CampaignState, Claim, Schedule};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.redb");
+    let campaign = CampaignRecord {
+        id: "cmp_kept".to_owned(),
+        app: AppId::random(),
+        name: "kept".to_owned(),
+        request: serde_json::json!({"broadcast": true}),
+        schedule: Schedule::Once { at_ms: NOW },
+        throttle_per_second: Some(10),
+        state: CampaignState::Scheduled,
+        created_at_ms: NOW,
+    };
+    {
+        let store = EmbeddedStore::open(&path).expect("open");
+        let campaigns = store.campaigns();
+        campaigns.put_campaign(&campaign).await.expect("put");
+        let claim = campaigns
+            .claim_firing("cmp_kept", "a", "ctl-a", 60_000, NOW)
+            .await
+            .expect("claim");
+        assert_eq!(claim, Claim::Claimed);
+        campaigns
+            .finish_firing("cmp_kept", "b")
+            .await
+            .expect("finish");
+    }
+    let store = EmbeddedStore::open(&path).expect("reopen");
+    let campaigns = store.campaigns();
+    assert_eq!(
+        campaigns.scheduled_campaigns().await.expect("scheduled"),
+        [campaign]
+    );
+    let held = campaigns
+        .claim_firing("cmp_kept", "a", "ctl-b", 60_000, NOW + 1)
+        .await
+        .expect("claim");
+    assert_eq!(held, Claim::HeldBy("ctl-a".to_owned()));
+    let done = campaigns
+        .claim_firing("cmp_kept", "b", "ctl-b", 60_000, NOW + 1)
+        .await
+        .expect("claim");
+    assert_eq!(done, Claim::Done);
+}

@@ -239,3 +239,31 @@ async fn leases_long_expired_are_removed() {
     assert_eq!(count("leases:{ring}:leases", "ZCARD"), "0");
     assert_eq!(count("leases:{ring}:members", "HLEN"), "0");
 }
+
+#[tokio::test]
+async fn firing_claims_are_kept_thirty_days() {
+    let store = fresh_store().await.with_namespace("firings");
+    let campaigns = ringpush_store::Store::campaigns(&store);
+    let now = now_ms();
+    let claimed = campaigns
+        .claim_firing("cmp_1", "cron:2026-11-23T09:00Z", "ctl-a", 30_000, now)
+        .await
+        .expect("claim");
+    assert_eq!(claimed, ringpush_store::Claim::Claimed);
+    campaigns
+        .finish_firing("cmp_1", "once:2026-11-23T09:00:00Z")
+        .await
+        .expect("finish");
+    let kept = ringpush_store::FIRING_DONE_TTL_MS as i64;
+    for key in [
+        "firings:firing:5:cmp_1:cron:2026-11-23T09:00Z",
+        "firings:firing:5:cmp_1:once:2026-11-23T09:00:00Z",
+    ] {
+        let ttl: i64 = server()
+            .command(&["PTTL", key])
+            .expect("PTTL")
+            .parse()
+            .expect("number");
+        assert!(ttl > kept - 60_000 && ttl <= kept, "{key}: {ttl}");
+    }
+}

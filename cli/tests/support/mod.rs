@@ -351,3 +351,4 @@ impl Platform {
     }
 }
 pub mod devices;
+pub mod sim;

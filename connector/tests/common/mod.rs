@@ -9,15 +9,18 @@ use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
 use ringpush_connector::{ConnectorConfig, ConnectorError, ConnectorStats};
 use ringpush_protocol::device::{
-    Ack, ClientFrame, ErrorCode, Hello, Ping, Push, ServerFrame, client_frame, server_frame,
+    Ack, Attributes, ClientFrame, ErrorCode, Hello, Ping, Push, Report, ReportEvent, ReportKind,
+    ServerFrame, client_frame, server_frame,
 };
 use ringpush_protocol::internal::connector_client::ConnectorClient;
-use ringpush_protocol::internal::{DeliverRequest, Delivery, DeliveryOutcome};
+use ringpush_protocol::internal::{
+    BroadcastRequest, BroadcastResponse, DeliverRequest, Delivery, DeliveryOutcome,
+};
 use ringpush_protocol::{AppId, DeviceId, MessageId};
 use ringpush_ring::{Member, Ring};
 use ringpush_store::{
-    AppRecord, ContentType, DeviceRecord, EmbeddedStore, InboxLimits, NewMessage, Store, now_ms,
-    secret_hash,
+    AppRecord, ContentType, DeviceRecord, EmbeddedStore, InboxLimits, NewMessage, NewTimelineEntry,
+    Store, now_ms, secret_hash,
 };
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -114,8 +117,42 @@ impl Env {
                 content_type: ContentType::Text.mime().to_owned(),
                 created_at_ms: message.created_at_ms,
                 expires_at_ms: message.expires_at_ms,
+                ..Default::default()
             })
             .collect()
+    }
+
+    /// Appends an audience message to the app's timeline, as a controller does before its
+    /// Broadcast; answers its push (stream 1).
+    pub async fn append_timeline(&self, audience: &str, campaign: Option<&str>) -> Push {
+        let now = now_ms();
+        let message_id = format!("audience-{}", DeviceId::random());
+        let entry = NewTimelineEntry {
+            message_id: message_id.clone(),
+            audience: audience.to_owned(),
+            payload: format!("to {audience}").into_bytes(),
+            content_type: ContentType::Text,
+            created_at_ms: now,
+            expires_at_ms: now + 3_600_000,
+            campaign_id: campaign.map(str::to_owned),
+            idempotency_key: None,
+        };
+        let appended = self
+            .store
+            .timelines()
+            .append_timeline(self.app, &entry, 1000)
+            .await
+            .expect("append to the timeline");
+        Push {
+            message_id,
+            seq: appended.seq,
+            payload: entry.payload,
+            content_type: ContentType::Text.mime().to_owned(),
+            created_at_ms: now,
+            expires_at_ms: entry.expires_at_ms,
+            stream: 1,
+            campaign_id: campaign.unwrap_or_default().to_owned(),
+        }
     }
 
     /// Gives another connector a lease for an hour (so the ring has it as a member).
@@ -225,6 +262,29 @@ impl Connector {
             .collect()
     }
 
+    /// Hands an audience message to the connector over gRPC, as a controller does.
+    pub async fn broadcast(
+        &self,
+        app: AppId,
+        audience: &str,
+        push: &Push,
+        max_per_second: u32,
+    ) -> Result<BroadcastResponse, tonic::Status> {
+        let mut client = ConnectorClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .expect("grpc connect");
+        let request = BroadcastRequest {
+            app_id: app.to_string(),
+            audience: audience.to_owned(),
+            push: Some(push.clone()),
+            max_per_second,
+        };
+        client
+            .broadcast(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     /// Fires the shutdown token and waits for `run` to return.
     pub async fn stop(&mut self) {
         self.shutdown.cancel();
@@ -324,12 +384,58 @@ impl Device {
             last_seq,
             ring_version: 0,
             sdk: "test".into(),
+            ..Default::default()
         }))
         .await;
     }
 
+    /// A Hello that also gives the device's timeline position.
+    pub async fn hello_at(
+        &mut self,
+        device: DeviceId,
+        token: &str,
+        last_seq: u64,
+        timeline_seq: u64,
+    ) {
+        self.send(client_frame::Kind::Hello(Hello {
+            protocol_version: 1,
+            device_id: device.to_string(),
+            device_token: token.to_owned(),
+            last_seq,
+            timeline_seq,
+            sdk: "test".into(),
+            ..Default::default()
+        }))
+        .await;
+    }
+
+    /// Reports attributes, then waits until the connector has taken them (it answers a
+    /// ping sent behind them).
+    pub async fn attributes(&mut self, attributes: Attributes) {
+        self.send(client_frame::Kind::Attributes(attributes)).await;
+        self.expect_quiet(u64::MAX).await;
+    }
+
+    /// Reports events for one message.
+    pub async fn report(&mut self, message_id: &str, campaign_id: &str, kinds: &[ReportKind]) {
+        let events = kinds
+            .iter()
+            .map(|kind| ReportEvent {
+                message_id: message_id.to_owned(),
+                campaign_id: campaign_id.to_owned(),
+                kind: *kind as i32,
+            })
+            .collect();
+        self.send(client_frame::Kind::Report(Report { events }))
+            .await;
+    }
+
     pub async fn ack(&mut self, up_to_seq: u64) {
-        self.send(client_frame::Kind::Ack(Ack { up_to_seq })).await;
+        self.send(client_frame::Kind::Ack(Ack {
+            up_to_seq,
+            ..Default::default()
+        }))
+        .await;
     }
 
     pub async fn ping(&mut self, nonce: u64) {

@@ -1,39 +1,56 @@
-//! Messages: sending to devices (write ahead, then live delivery) and reading a status.
+//! Messages: sending (to devices, aliases or an audience), a message's status, its statistics.
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use bytes::Bytes;
-use ringpush_protocol::device::Push;
-use ringpush_protocol::{DeviceId, MessageId};
-use ringpush_store::{AppRecord, ContentType, MessageStatus, NewMessage, now_ms};
+use ringpush_protocol::MessageId;
+use ringpush_store::{AppRecord, MessageStatus, now_ms};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::parse_json;
+use super::stats::{StatsResponse, stats_of};
 use crate::ControllerState;
 use crate::auth::{KeyKind, require_app_key};
-use crate::delivery::Outgoing;
 use crate::error::ApiError;
+use crate::send::{SendContext, Sent};
+use crate::target::SendRequest;
 
 /// The longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SendRequest {
-    device_ids: Vec<String>,
-    data: Option<serde_json::Value>,
-    ttl_seconds: Option<u64>,
-}
-
-/// The answer to a send: one message id per device, in request order.
+/// The answer to a send: `message_ids` (one per device, in order) for devices and aliases;
+/// `message_id` and `targeted` for an audience.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SendResponse {
-    pub message_ids: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_ids: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targeted: Option<u64>,
+}
+
+impl From<Sent> for SendResponse {
+    fn from(sent: Sent) -> Self {
+        match sent {
+            Sent::Unicast { message_ids } => Self {
+                message_ids: Some(message_ids),
+                message_id: None,
+                targeted: None,
+            },
+            Sent::Audience {
+                message_id,
+                targeted,
+            } => Self {
+                message_ids: None,
+                message_id: Some(message_id),
+                targeted: Some(targeted),
+            },
+        }
+    }
 }
 
 pub(crate) async fn send_messages(
@@ -44,144 +61,15 @@ pub(crate) async fn send_messages(
 ) -> Result<Json<SendResponse>, ApiError> {
     let started = Instant::now();
     let app = require_app_key(state.store.as_ref(), &headers, &app_id, KeyKind::Server).await?;
-    let request: SendRequest = parse_json(&body)?;
-    let limits = &state.config;
-    let devices = parse_devices(&request.device_ids, limits.max_devices_per_request)?;
-    let (payload, content_type) = encode_data(request.data, limits.max_payload_bytes)?;
-    let ttl_seconds = request.ttl_seconds.unwrap_or(limits.default_ttl_seconds);
-    if ttl_seconds == 0 || ttl_seconds > limits.max_ttl_seconds {
-        return Err(ApiError::InvalidRequest(format!(
-            "ttl_seconds must be between 1 and {}",
-            limits.max_ttl_seconds
-        )));
-    }
-    check_devices_belong(&state, &app, &devices).await?;
+    let send = SendRequest::from_json(&body)?.validate(&state.config)?;
     let idempotency_key = idempotency_key(&state, &app, &headers, &body).await?;
-
-    let created_at_ms = now_ms();
-    let expires_at_ms = created_at_ms + (ttl_seconds * 1000) as i64;
-    let messages: Vec<NewMessage> = devices
-        .iter()
-        .enumerate()
-        .map(|(index, device)| NewMessage {
-            device: *device,
-            payload: payload.clone(),
-            content_type,
-            created_at_ms,
-            expires_at_ms,
-            // One key per message of the request, so two messages to the same device in one
-            // request stay two messages on a retry.
-            idempotency_key: idempotency_key.as_ref().map(|key| format!("{key}:{index}")),
-        })
-        .collect();
-    let appended = state.store.append(&messages, limits.inbox).await?;
-
-    let dropped: u64 = appended.iter().map(|a| u64::from(a.dropped)).sum();
-    if dropped > 0 {
-        metrics::counter!("ringpush_inbox_dropped_total").increment(dropped);
-    }
-    metrics::counter!("ringpush_controller_messages_accepted_total")
-        .increment(appended.iter().filter(|a| !a.duplicate).count() as u64);
-
-    let mut message_ids = Vec::with_capacity(messages.len());
-    let mut outgoing = Vec::with_capacity(messages.len());
-    for (message, appended) in messages.into_iter().zip(&appended) {
-        let id = MessageId {
-            device: message.device,
-            seq: appended.seq,
-        };
-        message_ids.push(id.to_string());
-        outgoing.push(Outgoing::new(
-            message.device,
-            Push {
-                message_id: id.to_string(),
-                seq: appended.seq,
-                payload: message.payload,
-                content_type: content_type.mime().to_owned(),
-                created_at_ms,
-                expires_at_ms,
-            },
-        ));
-    }
-    tracing::debug!(app_id = %app.id, count = message_ids.len(), "messages accepted");
-    state.delivery.send(outgoing).await;
-    metrics::histogram!("ringpush_controller_send_seconds").record(started.elapsed().as_secs_f64());
-    Ok(Json(SendResponse { message_ids }))
-}
-
-fn parse_devices(ids: &[String], max: usize) -> Result<Vec<DeviceId>, ApiError> {
-    if ids.is_empty() || ids.len() > max {
-        return Err(ApiError::InvalidRequest(format!(
-            "device_ids must list 1 to {max} devices, got {}",
-            ids.len()
-        )));
-    }
-    ids.iter()
-        .map(|id| {
-            id.parse()
-                .map_err(|error| ApiError::InvalidRequest(format!("device_ids: {error}")))
-        })
-        .collect()
-}
-
-/// A string is sent as text; any other JSON value as compact JSON.
-fn encode_data(
-    data: Option<serde_json::Value>,
-    max_payload_bytes: usize,
-) -> Result<(Vec<u8>, ContentType), ApiError> {
-    let (payload, content_type) = match data {
-        None | Some(serde_json::Value::Null) => {
-            return Err(ApiError::InvalidRequest(
-                "data is required: a string or any JSON value".into(),
-            ));
-        }
-        Some(serde_json::Value::String(text)) => (text.into_bytes(), ContentType::Text),
-        Some(value) => (
-            serde_json::to_vec(&value).map_err(|error| ApiError::Internal(error.to_string()))?,
-            ContentType::Json,
-        ),
+    let context = SendContext {
+        idempotency_key,
+        ..SendContext::default()
     };
-    if payload.len() > max_payload_bytes {
-        return Err(ApiError::PayloadTooLarge {
-            len: payload.len(),
-            max: max_payload_bytes,
-        });
-    }
-    Ok((payload, content_type))
-}
-
-async fn check_devices_belong(
-    state: &ControllerState,
-    app: &AppRecord,
-    devices: &[DeviceId],
-) -> Result<(), ApiError> {
-    let unique: Vec<DeviceId> = devices
-        .iter()
-        .copied()
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let records =
-        futures_util::future::try_join_all(unique.iter().map(|id| state.store.device(*id))).await?;
-    let unknown: Vec<String> = unique
-        .iter()
-        .zip(records)
-        .filter(|(_, record)| record.as_ref().is_none_or(|r| r.app != app.id))
-        .map(|(id, _)| id.to_string())
-        .collect();
-    if unknown.is_empty() {
-        return Ok(());
-    }
-    let mut listed = unknown
-        .iter()
-        .take(10)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if unknown.len() > 10 {
-        listed.push_str(&format!(" and {} more", unknown.len() - 10));
-    }
-    Err(ApiError::UnknownDevices(listed))
+    let sent = state.execute_send(&app, send, context).await?;
+    metrics::histogram!("ringpush_controller_send_seconds").record(started.elapsed().as_secs_f64());
+    Ok(Json(sent.into()))
 }
 
 /// Checks and remembers the request's `Idempotency-Key`; answers the key scoped to the app.
@@ -218,8 +106,14 @@ async fn idempotency_key(
 #[derive(Debug, Serialize, Deserialize)]
 pub struct MessageStatusResponse {
     pub message_id: String,
-    pub device_id: String,
+    /// For a message to one device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// The message's seq in its device's inbox, or in its app's timeline.
     pub seq: u64,
+    /// For an audience message: its audience.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
     pub status: MessageStatus,
 }
 
@@ -230,6 +124,26 @@ pub(crate) async fn message_status(
 ) -> Result<Json<MessageStatusResponse>, ApiError> {
     let app = require_app_key(state.store.as_ref(), &headers, &app_id, KeyKind::Server).await?;
     let unknown = || ApiError::UnknownMessage(message_id.chars().take(80).collect());
+    if message_id.starts_with("aud_") {
+        let entry = state
+            .store
+            .timelines()
+            .timeline_entry(app.id, &message_id)
+            .await?
+            .ok_or_else(unknown)?;
+        let status = if entry.expires_at_ms <= now_ms() {
+            MessageStatus::Expired
+        } else {
+            MessageStatus::Accepted
+        };
+        return Ok(Json(MessageStatusResponse {
+            message_id,
+            device_id: None,
+            seq: entry.seq,
+            audience: Some(entry.audience),
+            status,
+        }));
+    }
     let id: MessageId = message_id.parse().map_err(|_| unknown())?;
     match state.store.device(id.device).await? {
         Some(device) if device.app == app.id => {}
@@ -242,8 +156,31 @@ pub(crate) async fn message_status(
         .ok_or_else(unknown)?;
     Ok(Json(MessageStatusResponse {
         message_id: id.to_string(),
-        device_id: id.device.to_string(),
+        device_id: Some(id.device.to_string()),
         seq: id.seq,
+        audience: None,
         status,
     }))
+}
+
+/// `GET /v1/apps/{app_id}/messages/{message_id}/stats`: an audience message's statistics.
+pub(crate) async fn message_stats(
+    State(state): State<ControllerState>,
+    Path((app_id, message_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<StatsResponse>, ApiError> {
+    let app = require_app_key(state.store.as_ref(), &headers, &app_id, KeyKind::Server).await?;
+    let entry = state
+        .store
+        .timelines()
+        .timeline_entry(app.id, &message_id)
+        .await?;
+    let expires_at_ms = entry.map(|e| e.expires_at_ms);
+    let record = state.store.stats().read_stats(app.id, &message_id).await?;
+    if record.totals.is_empty() && expires_at_ms.is_none() {
+        return Err(ApiError::UnknownMessage(
+            message_id.chars().take(80).collect(),
+        ));
+    }
+    Ok(Json(stats_of(&message_id, record, expires_at_ms)))
 }

@@ -1,8 +1,11 @@
 //! The REST API under `/v1`, plus `/openapi.json`, `/healthz`, `/readyz` and `/metrics`.
 
 pub mod apps;
+pub mod audience;
+pub mod campaigns;
 pub mod devices;
 pub mod messages;
+pub mod stats;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -35,6 +38,30 @@ pub(crate) fn routes(state: ControllerState) -> Router {
         .route(
             "/v1/apps/{app_id}/messages/{message_id}",
             get(messages::message_status),
+        )
+        .route(
+            "/v1/apps/{app_id}/messages/{message_id}/stats",
+            get(messages::message_stats),
+        )
+        .route(
+            "/v1/apps/{app_id}/audience/estimate",
+            post(audience::estimate),
+        )
+        .route(
+            "/v1/apps/{app_id}/campaigns",
+            post(campaigns::create_campaign).get(campaigns::list_campaigns),
+        )
+        .route(
+            "/v1/apps/{app_id}/campaigns/{campaign_id}",
+            get(campaigns::get_campaign),
+        )
+        .route(
+            "/v1/apps/{app_id}/campaigns/{campaign_id}/stats",
+            get(campaigns::campaign_stats),
+        )
+        .route(
+            "/v1/apps/{app_id}/campaigns/{campaign_id}/{action}",
+            post(campaigns::change_campaign),
         )
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(|| async { "ok\n" }))

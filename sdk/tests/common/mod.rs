@@ -9,13 +9,13 @@ use std::time::Duration;
 use ringpush_connector::{ConnectorConfig, ConnectorError};
 use ringpush_protocol::device::Push;
 use ringpush_protocol::internal::connector_client::ConnectorClient;
-use ringpush_protocol::internal::{DeliverRequest, Delivery};
+use ringpush_protocol::internal::{BroadcastRequest, DeliverRequest, Delivery};
 use ringpush_protocol::{AppId, DeviceId, MessageId};
-use ringpush_sdk::{Client, Config, Identity, Message};
+use ringpush_sdk::{Client, Config, DeviceAttributes, Identity, Message};
 use ringpush_store::membership::{self, MembershipConfig};
 use ringpush_store::{
-    AppRecord, ContentType, DeviceRecord, EmbeddedStore, InboxLimits, NewMessage, Store, now_ms,
-    secret_hash,
+    AppRecord, ContentType, Counter, DeviceRecord, EmbeddedStore, InboxLimits, NewMessage,
+    NewTimelineEntry, Store, now_ms, secret_hash,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -257,6 +257,8 @@ impl Cluster {
                     content_type: message.content_type.mime().to_owned(),
                     created_at_ms: message.created_at_ms,
                     expires_at_ms: message.expires_at_ms,
+                    stream: 0,
+                    campaign_id: String::new(),
                 }),
             })
             .collect();
@@ -271,6 +273,81 @@ impl Cluster {
             }
         }
         appended.iter().map(|appended| appended.seq).collect()
+    }
+
+    /// Appends an audience message to the app's timeline, then hands it to every running
+    /// connector with one `Broadcast` call each (each writes it to the matching devices it
+    /// holds), as a controller does. Answers its message id and timeline seq.
+    pub async fn broadcast(
+        &self,
+        audience: &str,
+        text: &str,
+        campaign_id: Option<&str>,
+    ) -> (String, u64) {
+        let created_at_ms = now_ms();
+        let message_id = DeviceId::random().to_string();
+        let entry = NewTimelineEntry {
+            message_id: message_id.clone(),
+            audience: audience.to_owned(),
+            payload: text.as_bytes().to_vec(),
+            content_type: ContentType::Text,
+            created_at_ms,
+            expires_at_ms: created_at_ms + 3_600_000,
+            campaign_id: campaign_id.map(str::to_owned),
+            idempotency_key: None,
+        };
+        let appended = self
+            .store
+            .timelines()
+            .append_timeline(self.app, &entry, 10_000)
+            .await
+            .expect("append to the timeline");
+        let push = Push {
+            message_id: message_id.clone(),
+            seq: appended.seq,
+            payload: entry.payload,
+            content_type: ContentType::Text.mime().to_owned(),
+            created_at_ms,
+            expires_at_ms: entry.expires_at_ms,
+            stream: 1,
+            campaign_id: campaign_id.unwrap_or_default().to_owned(),
+        };
+        for connector in &self.connectors {
+            // Best effort, as in the controller: devices not reached read the timeline.
+            if let Ok(mut client) = ConnectorClient::connect(connector.grpc_url.clone()).await {
+                let _ = client
+                    .broadcast(BroadcastRequest {
+                        app_id: self.app.to_string(),
+                        audience: audience.to_owned(),
+                        push: Some(push.clone()),
+                        max_per_second: 0,
+                    })
+                    .await;
+            }
+        }
+        (message_id, appended.seq)
+    }
+
+    /// Waits until the registry holds `expected` as the device's attributes. The connector
+    /// writes a set there after it applied it to the connection, so audience messages sent
+    /// from then on are matched against it.
+    pub async fn wait_for_attributes(&self, device: DeviceId, expected: &DeviceAttributes) {
+        eventually("the connector to have the device's attributes", || async {
+            let stored = self.store.registry().attributes(device).await.ok()??;
+            (stored == *expected).then_some(())
+        })
+        .await;
+    }
+
+    /// The total of `counter` in the statistics of `subject` (a message or campaign id).
+    pub async fn stat(&self, subject: &str, counter: Counter) -> u64 {
+        let record = self
+            .store
+            .stats()
+            .read_stats(self.app, subject)
+            .await
+            .expect("read stats");
+        record.totals.get(&counter).copied().unwrap_or(0)
     }
 
     /// The device's acked position in the store.

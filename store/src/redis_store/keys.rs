@@ -2,7 +2,9 @@
 //!
 //! Keys of one device share the hash tag `{d:<device>}`, so that a Redis Cluster keeps them
 //! in one slot and one script can touch them all; ring keys share `{ring}` for the same
-//! reason. App and request keys stand alone (one key per command).
+//! reason; the registry indexes and the timeline of one app share `{a:<app>}`, the statistics
+//! of one subject share `{s:<app>:<subject>}`. App and request keys stand alone (one key per
+//! command).
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -14,6 +16,23 @@
 //! | `idem:<app>:<key>` | string | fingerprint (hex) of an idempotent request, TTL `IDEMPOTENCY_TTL_MS` |
 //! | `{ring}:leases` | sorted set | connector id scored by lease expiry (ms) |
 //! | `{ring}:members` | hash | connector id → JSON `{"device_url", "grpc_url"}` |
+//! | `{d:<device>}:attrs` | string | the device's attributes (JSON of `DeviceAttributes`) |
+//! | `{a:<app>}:devices` | sorted set | device id (16 bytes) scored by registration number |
+//! | `{a:<app>}:registered` | string | the last registration number given (never goes back) |
+//! | `{a:<app>}:indexed` | hash | device id (16 bytes) → alias and zone it is indexed under (layout in `lua/index_attributes.lua`) |
+//! | `{a:<app>}:aliases` | sorted set | alias length (4 bytes) ++ alias ++ device id, all scored 0: one alias is one lex range |
+//! | `{a:<app>}:zones` | hash | time zone → devices in it (a zone at 0 is removed) |
+//! | `{a:<app>}:timeline` | sorted set | audience messages scored by timeline seq (member layout in `timeline/record.rs`), expires with its last entry |
+//! | `{a:<app>}:tseq` | string | the last timeline seq given; never expires (devices keep positions in it) |
+//! | `{a:<app>}:texp` | sorted set | timeline seq (8 bytes) ++ message id, scored by expiry (ms): what to trim; expires with the timeline |
+//! | `{a:<app>}:tids` | hash | message id → timeline seq; expires with the timeline |
+//! | `{a:<app>}:tidem:<key>` | string | timeline seq given to an idempotent append, TTL `IDEMPOTENCY_TTL_MS` |
+//! | `{s:<app>:<subject>}:totals` | hash | counter name → total; TTL 90 days from the last increment |
+//! | `{s:<app>:<subject>}:minutes` | hash | `<minute>:<counter name>` → count in that minute; TTL as totals |
+//! | `{campaigns}:c:<app>:<id>` | hash | `json` (the campaign record), `state` (wins over the state in `json`) |
+//! | `{campaigns}:app:<app>` | sorted set | the app's campaign ids scored by creation time (ms) |
+//! | `{campaigns}:scheduled` | set | `<app>:<id>` of every campaign in `Scheduled` state |
+//! | `firing:<campaign id length>:<campaign>:<firing>` | hash | `state` (`claimed` or `done`), `owner`, `until` (lease end, ms); TTL `FIRING_DONE_TTL_MS` |
 //!
 //! Every key may carry a namespace prefix `<namespace>:` (see `RedisStore::with_namespace`).
 
@@ -79,6 +98,100 @@ impl Keys {
     }
 }
 
+/// Registry, timeline and statistics keys.
+impl Keys {
+    /// A device's attributes.
+    pub(super) fn attributes(&self, device: DeviceId) -> String {
+        format!("{}{{d:{device}}}:attrs", self.prefix)
+    }
+
+    /// The app's devices in registration order.
+    pub(super) fn app_devices(&self, app: AppId) -> String {
+        format!("{}{{a:{app}}}:devices", self.prefix)
+    }
+
+    /// The app's registration counter.
+    pub(super) fn app_registered(&self, app: AppId) -> String {
+        format!("{}{{a:{app}}}:registered", self.prefix)
+    }
+
+    /// What each of the app's devices is indexed under.
+    pub(super) fn app_indexed(&self, app: AppId) -> String {
+        format!("{}{{a:{app}}}:indexed", self.prefix)
+    }
+
+    /// Alias → devices of the app.
+    pub(super) fn app_aliases(&self, app: AppId) -> String {
+        format!("{}{{a:{app}}}:aliases", self.prefix)
+    }
+
+    /// Time zone → device count of the app.
+    pub(super) fn app_zones(&self, app: AppId) -> String {
+        format!("{}{{a:{app}}}:zones", self.prefix)
+    }
+
+    /// The app's timeline entries.
+    pub(super) fn timeline(&self, app: AppId) -> String {
+        format!("{}{{a:{app}}}:timeline", self.prefix)
+    }
+
+    /// The app's timeline seq counter.
+    pub(super) fn timeline_seq(&self, app: AppId) -> String {
+        format!("{}{{a:{app}}}:tseq", self.prefix)
+    }
+
+    /// The expiries of the app's timeline entries.
+    pub(super) fn timeline_expiry(&self, app: AppId) -> String {
+        format!("{}{{a:{app}}}:texp", self.prefix)
+    }
+
+    /// Message id → timeline seq of the app.
+    pub(super) fn timeline_ids(&self, app: AppId) -> String {
+        format!("{}{{a:{app}}}:tids", self.prefix)
+    }
+
+    /// The marker of an idempotent timeline append.
+    pub(super) fn timeline_marker(&self, app: AppId, idempotency_key: &str) -> String {
+        format!("{}{{a:{app}}}:tidem:{idempotency_key}", self.prefix)
+    }
+
+    /// Totals of a statistics subject.
+    pub(super) fn stats_totals(&self, app: AppId, subject: &str) -> String {
+        format!("{}{{s:{app}:{subject}}}:totals", self.prefix)
+    }
+
+    /// Per-minute counts of a statistics subject.
+    pub(super) fn stats_minutes(&self, app: AppId, subject: &str) -> String {
+        format!("{}{{s:{app}:{subject}}}:minutes", self.prefix)
+    }
+}
+
+/// Campaign keys: all under `{campaigns}`, so that one script moves a campaign and its
+/// entry in the index of scheduled campaigns (which spans apps); firing claims stand alone.
+impl Keys {
+    /// A campaign's record.
+    pub(super) fn campaign(&self, app: AppId, id: &str) -> String {
+        format!("{}{{campaigns}}:c:{app}:{id}", self.prefix)
+    }
+
+    /// The app's campaigns by creation time.
+    pub(super) fn app_campaigns(&self, app: AppId) -> String {
+        format!("{}{{campaigns}}:app:{app}", self.prefix)
+    }
+
+    /// Every scheduled campaign, across apps.
+    pub(super) fn scheduled_campaigns(&self) -> String {
+        format!("{}{{campaigns}}:scheduled", self.prefix)
+    }
+
+    /// The claim of one firing of a campaign. The id's length keeps ids and firing names
+    /// apart whatever they contain (`a:b` + `c` is not `a` + `b:c`).
+    pub(super) fn firing(&self, campaign_id: &str, firing: &str) -> String {
+        let length = campaign_id.len();
+        format!("{}firing:{length}:{campaign_id}:{firing}", self.prefix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +206,53 @@ mod tests {
         assert_eq!(Slot::for_key(keys.device(device)), slot);
         assert_eq!(Slot::for_key(keys.append_marker(device, "a{b}c")), slot);
         assert_eq!(Slot::for_key(keys.leases()), Slot::for_key(keys.members()));
+    }
+
+    #[test]
+    fn keys_of_one_app_or_subject_share_a_slot() {
+        let keys = Keys::with_namespace("test-2");
+        let app = AppId(0xabc);
+        let slot = Slot::for_key(keys.timeline(app));
+        for key in [
+            keys.app_devices(app),
+            keys.app_registered(app),
+            keys.app_indexed(app),
+            keys.app_aliases(app),
+            keys.app_zones(app),
+            keys.timeline_seq(app),
+            keys.timeline_expiry(app),
+            keys.timeline_ids(app),
+            keys.timeline_marker(app, "k{x}"),
+        ] {
+            assert_eq!(Slot::for_key(&key), slot, "{key}");
+        }
+        // Braces in a subject may shorten the hash tag, but equally for both keys.
+        for subject in ["msg-1", "a}b", "{c", "x{y}z"] {
+            assert_eq!(
+                Slot::for_key(keys.stats_totals(app, subject)),
+                Slot::for_key(keys.stats_minutes(app, subject)),
+                "{subject}"
+            );
+        }
+        let device = DeviceId(0x55);
+        assert_eq!(
+            Slot::for_key(keys.attributes(device)),
+            Slot::for_key(keys.meta(device))
+        );
+    }
+
+    #[test]
+    fn campaign_keys_share_a_slot_whatever_the_id() {
+        let keys = Keys::with_namespace("test-3");
+        let slot = Slot::for_key(keys.scheduled_campaigns());
+        for (app, id) in [
+            (AppId(1), "cmp_1"),
+            (AppId(u64::MAX), "a{b}c"),
+            (AppId(2), "}{"),
+        ] {
+            assert_eq!(Slot::for_key(keys.campaign(app, id)), slot, "{id}");
+            assert_eq!(Slot::for_key(keys.app_campaigns(app)), slot);
+        }
     }
 
     #[test]

@@ -26,3 +26,21 @@ pub(super) static CREATE_RECORD: LazyLock<Script> =
 /// Live leases with their members, pruning long-dead ones.
 pub(super) static LIVE_MEMBERS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/live_members.lua")));
+/// Add a device to its app's device list, in registration order.
+pub(super) static REGISTER_DEVICE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/register_device.lua")));
+/// Move a device's alias and time zone in its app's indexes.
+pub(super) static INDEX_ATTRIBUTES: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/index_attributes.lua")));
+/// Idempotency check, next timeline seq, trim expired, append, cap, expiry, marker.
+pub(super) static TIMELINE_APPEND: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/timeline_append.lua")));
+/// A timeline entry by message id.
+pub(super) static TIMELINE_ENTRY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/timeline_entry.lua")));
+/// Move a campaign between states and keep the index of scheduled campaigns in step.
+pub(super) static TRANSITION_CAMPAIGN: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/transition_campaign.lua")));
+/// Claim a firing: take it if free or its lease passed.
+pub(super) static CLAIM_FIRING: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/claim_firing.lua")));

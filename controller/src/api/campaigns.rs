@@ -1,0 +1,187 @@
+//! Campaigns: a send with a schedule and an optional throttle; listing, reading, pausing,
+//! resuming, cancelling, and their statistics.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use ringpush_store::{AppRecord, CampaignRecord, CampaignState, Schedule, now_ms};
+use serde::{Deserialize, Serialize};
+
+use super::stats::{StatsResponse, stats_of};
+use crate::ControllerState;
+use crate::auth::{KeyKind, require_app_key};
+use crate::error::ApiError;
+use crate::target::SendRequest;
+
+/// The most a campaign may be throttled to, and the least.
+const MAX_THROTTLE_PER_SECOND: u32 = 1_000_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateCampaign {
+    name: String,
+    /// A send request body: target, data, ttl_seconds.
+    message: serde_json::Value,
+    /// When to send; now if absent.
+    schedule: Option<Schedule>,
+    throttle_per_second: Option<u32>,
+}
+
+/// A campaign as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CampaignView {
+    pub id: String,
+    pub name: String,
+    pub state: CampaignState,
+    pub schedule: Schedule,
+    pub message: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle_per_second: Option<u32>,
+    pub created_at_ms: i64,
+}
+
+impl From<CampaignRecord> for CampaignView {
+    fn from(record: CampaignRecord) -> Self {
+        Self {
+            id: record.id,
+            name: record.name,
+            state: record.state,
+            schedule: record.schedule,
+            message: record.request,
+            throttle_per_second: record.throttle_per_second,
+            created_at_ms: record.created_at_ms,
+        }
+    }
+}
+
+pub(crate) async fn create_campaign(
+    State(state): State<ControllerState>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
+    let app = require_app_key(state.store.as_ref(), &headers, &app_id, KeyKind::Server).await?;
+    let request: CreateCampaign = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::InvalidRequest(format!("request body: {error}")))?;
+    let name = request.name.trim().to_owned();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::InvalidRequest(
+            "name must be 1 to 200 characters".into(),
+        ));
+    }
+    let message: SendRequest = serde_json::from_value(request.message.clone())
+        .map_err(|error| ApiError::InvalidRequest(format!("message: {error}")))?;
+    message.validate(&state.config)?;
+    let schedule = request
+        .schedule
+        .unwrap_or(Schedule::Once { at_ms: now_ms() });
+    ringpush_schedule::validate(&schedule)
+        .map_err(|error| ApiError::InvalidRequest(format!("schedule: {error}")))?;
+    if let Some(rate) = request.throttle_per_second
+        && !(1..=MAX_THROTTLE_PER_SECOND).contains(&rate)
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "throttle_per_second must be between 1 and {MAX_THROTTLE_PER_SECOND}"
+        )));
+    }
+    let bytes: [u8; 8] = rand::random();
+    let record = CampaignRecord {
+        id: format!("cmp_{}", hex::encode(bytes)),
+        app: app.id,
+        name,
+        request: serde_json::to_value(&message).map_err(|e| ApiError::Internal(e.to_string()))?,
+        schedule,
+        throttle_per_second: request.throttle_per_second,
+        state: CampaignState::Scheduled,
+        created_at_ms: now_ms(),
+    };
+    state.store.campaigns().put_campaign(&record).await?;
+    tracing::info!(app_id = %app.id, campaign_id = %record.id, "campaign created");
+    Ok((StatusCode::CREATED, Json(record.into())))
+}
+
+pub(crate) async fn list_campaigns(
+    State(state): State<ControllerState>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<CampaignView>>, ApiError> {
+    let app = require_app_key(state.store.as_ref(), &headers, &app_id, KeyKind::Server).await?;
+    let campaigns = state.store.campaigns().app_campaigns(app.id).await?;
+    Ok(Json(campaigns.into_iter().map(Into::into).collect()))
+}
+
+async fn load(
+    state: &ControllerState,
+    headers: &HeaderMap,
+    app_id: &str,
+    id: &str,
+) -> Result<(AppRecord, CampaignRecord), ApiError> {
+    let app = require_app_key(state.store.as_ref(), headers, app_id, KeyKind::Server).await?;
+    let campaign = state
+        .store
+        .campaigns()
+        .campaign(app.id, id)
+        .await?
+        .ok_or_else(|| ApiError::UnknownCampaign(id.chars().take(80).collect()))?;
+    Ok((app, campaign))
+}
+
+pub(crate) async fn get_campaign(
+    State(state): State<ControllerState>,
+    Path((app_id, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<CampaignView>, ApiError> {
+    let (_, campaign) = load(&state, &headers, &app_id, &id).await?;
+    Ok(Json(campaign.into()))
+}
+
+pub(crate) async fn campaign_stats(
+    State(state): State<ControllerState>,
+    Path((app_id, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<StatsResponse>, ApiError> {
+    let (app, campaign) = load(&state, &headers, &app_id, &id).await?;
+    let record = state.store.stats().read_stats(app.id, &campaign.id).await?;
+    Ok(Json(stats_of(&campaign.id, record, None)))
+}
+
+/// `POST .../campaigns/{id}/{action}` with action pause, resume or cancel.
+pub(crate) async fn change_campaign(
+    State(state): State<ControllerState>,
+    Path((app_id, id, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<CampaignView>, ApiError> {
+    let (app, campaign) = load(&state, &headers, &app_id, &id).await?;
+    let (from, to): (&[CampaignState], CampaignState) = match action.as_str() {
+        "pause" => (&[CampaignState::Scheduled], CampaignState::Paused),
+        "resume" => (&[CampaignState::Paused], CampaignState::Scheduled),
+        "cancel" => (
+            &[CampaignState::Scheduled, CampaignState::Paused],
+            CampaignState::Cancelled,
+        ),
+        other => {
+            return Err(ApiError::NoSuchEndpoint(format!(
+                "POST .../campaigns/{{id}}/{other} (actions: pause, resume, cancel)"
+            )));
+        }
+    };
+    let moved = state
+        .store
+        .campaigns()
+        .transition_campaign(app.id, &campaign.id, from, to)
+        .await?;
+    let campaign = state
+        .store
+        .campaigns()
+        .campaign(app.id, &campaign.id)
+        .await?
+        .ok_or_else(|| ApiError::UnknownCampaign(id.clone()))?;
+    if !moved && campaign.state != to {
+        return Err(ApiError::Conflict(format!(
+            "cannot {action} a campaign that is {:?}",
+            campaign.state
+        )));
+    }
+    Ok(Json(campaign.into()))
+}
