@@ -10,7 +10,7 @@ use base64::Engine;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:8080";
+pub(crate) const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:8080";
 const DEFAULT_DISPATCHER: &str = "http://127.0.0.1:8081";
 
 #[derive(Debug, Subcommand)]
@@ -26,34 +26,6 @@ pub enum AppCommand {
         #[arg(long, env = "RINGPUSH_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: String,
     },
-}
-
-#[derive(Debug, Args)]
-pub struct SendArgs {
-    /// Controller URL.
-    #[arg(long, env = "RINGPUSH_CONTROLLER", default_value = DEFAULT_CONTROLLER)]
-    pub controller: String,
-    /// App id.
-    #[arg(long, env = "RINGPUSH_APP_ID")]
-    pub app_id: String,
-    /// The app's server key.
-    #[arg(long, env = "RINGPUSH_SERVER_KEY", hide_env_values = true)]
-    pub server_key: String,
-    /// A target device id; repeat the flag or separate ids with commas.
-    #[arg(long = "device", required = true, value_delimiter = ',')]
-    pub devices: Vec<String>,
-    /// The payload as text.
-    #[arg(long, conflicts_with = "json", required_unless_present = "json")]
-    pub data: Option<String>,
-    /// The payload as JSON.
-    #[arg(long)]
-    pub json: Option<String>,
-    /// Seconds the message stays deliverable (default: the controller's, 7 days).
-    #[arg(long)]
-    pub ttl_seconds: Option<u64>,
-    /// Makes a retried send safe: the same key answers the same message ids.
-    #[arg(long)]
-    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +51,57 @@ pub struct ListenArgs {
     /// Log filter for the SDK (to stderr).
     #[arg(long, env = "RINGPUSH_LOG", default_value = "warn")]
     pub log: String,
+    /// A tag of this device (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// A topic this device follows (repeatable).
+    #[arg(long = "topic")]
+    pub topics: Vec<String>,
+    /// The app's user id for this device.
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// The device's IANA time zone, e.g. Asia/Tokyo.
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// The device's platform, e.g. ios.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// The app's version on the device, e.g. 2.3.1.
+    #[arg(long)]
+    pub app_version: Option<String>,
+    /// The device's locale, e.g. zh-CN.
+    #[arg(long)]
+    pub locale: Option<String>,
+    /// A custom attribute `key=value` (repeatable).
+    #[arg(long = "attr", value_parser = parse_key_value)]
+    pub attrs: Vec<(String, String)>,
+    /// Report every message as opened, and print `{"opened": "<message_id>"}` for each.
+    #[arg(long)]
+    pub open: bool,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected key=value, got {text:?}"))
+}
+
+impl ListenArgs {
+    /// The attributes given on the command line, if any.
+    fn attributes(&self) -> Option<ringpush_sdk::DeviceAttributes> {
+        let attributes = ringpush_sdk::DeviceAttributes {
+            platform: self.platform.clone(),
+            app_version: self.app_version.clone(),
+            locale: self.locale.clone(),
+            timezone: self.timezone.clone(),
+            alias: self.alias.clone(),
+            tags: self.tags.iter().cloned().collect(),
+            topics: self.topics.iter().cloned().collect(),
+            custom: self.attrs.iter().cloned().collect(),
+            ..Default::default()
+        };
+        (attributes != ringpush_sdk::DeviceAttributes::default()).then_some(attributes)
+    }
 }
 
 /// A random secret for the dev admin token.
@@ -106,34 +129,7 @@ pub async fn app(command: AppCommand) -> anyhow::Result<()> {
     }
 }
 
-/// `ringpush send`.
-pub async fn send(args: SendArgs) -> anyhow::Result<()> {
-    let data: Value = match (&args.data, &args.json) {
-        (Some(text), _) => Value::String(text.clone()),
-        (None, Some(text)) => serde_json::from_str(text).context("--json is not valid JSON")?,
-        (None, None) => bail!("give the payload with --data or --json"),
-    };
-    let mut body = json!({ "device_ids": args.devices, "data": data });
-    if let Some(ttl) = args.ttl_seconds {
-        body["ttl_seconds"] = json!(ttl);
-    }
-    let url = format!(
-        "{}/v1/apps/{}/messages",
-        args.controller.trim_end_matches('/'),
-        args.app_id
-    );
-    let answer = post_json(
-        &url,
-        &args.server_key,
-        args.idempotency_key.as_deref(),
-        &body,
-    )
-    .await?;
-    println!("{}", serde_json::to_string(&answer)?);
-    Ok(())
-}
-
-async fn post_json(
+pub(crate) async fn post_json(
     url: &str,
     bearer: &str,
     idempotency_key: Option<&str>,
@@ -174,6 +170,9 @@ pub async fn listen(args: ListenArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.identity {
         config = config.with_state_file(path);
     }
+    if let Some(attributes) = args.attributes() {
+        config = config.with_attributes(attributes);
+    }
     let mut client = ringpush_sdk::Client::start(config)
         .await
         .context("cannot start the device")?;
@@ -186,6 +185,10 @@ pub async fn listen(args: ListenArgs) -> anyhow::Result<()> {
         };
         received += 1;
         print_line(&message_line(&message))?;
+        if args.open {
+            client.report_opened(&message);
+            print_line(&json!({ "opened": message.message_id }))?;
+        }
     }
     client.close().await;
     Ok(())
@@ -205,6 +208,12 @@ fn message_line(message: &ringpush_sdk::Message) -> Value {
         "content_type": message.content_type,
         "created_at_ms": message.created_at_ms,
     });
+    if message.stream == ringpush_sdk::Stream::Timeline {
+        line["stream"] = json!("timeline");
+    }
+    if let Some(campaign) = &message.campaign_id {
+        line["campaign_id"] = json!(campaign);
+    }
     if message.skipped_before > 0 {
         line["skipped_before"] = json!(message.skipped_before);
     }

@@ -9,6 +9,7 @@
 //! Exit codes: 0 success, 1 a failed operation, 64 invalid configuration or usage.
 
 pub mod client;
+pub mod send;
 pub mod serve;
 pub mod settings;
 pub mod shutdown;
@@ -49,8 +50,8 @@ pub enum Command {
         #[command(subcommand)]
         command: client::AppCommand,
     },
-    /// Send a push to one or more devices through the REST API; prints the JSON answer.
-    Send(client::SendArgs),
+    /// Send a push to devices, aliases or an audience, now or on a schedule; prints the JSON answer.
+    Send(send::SendArgs),
     /// Act as a device: register (or reuse --identity), then print each message as a JSON line.
     Listen(client::ListenArgs),
     /// Print the default settings as TOML (a starting point for --config).
@@ -100,7 +101,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Dispatcher(args) => serve::dispatcher(args).await,
         Command::Controller(args) => serve::controller(args).await,
         Command::App { command } => client::app(command).await,
-        Command::Send(args) => client::send(args).await,
+        Command::Send(args) => send::send(args).await,
         Command::Listen(args) => client::listen(args).await,
         Command::Config => {
             print!("{}", settings::Settings::default_toml());

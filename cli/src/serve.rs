@@ -115,6 +115,12 @@ pub struct ControllerArgs {
     /// Largest message payload in bytes.
     #[arg(long, env = "RINGPUSH_MAX_PAYLOAD_BYTES")]
     pub max_payload_bytes: Option<usize>,
+    /// How often the campaign scheduler looks for due firings, in milliseconds.
+    #[arg(long, env = "RINGPUSH_SCHEDULER_TICK_MS")]
+    pub scheduler_tick_ms: Option<u64>,
+    /// How long a firing's claim keeps other controllers off it, in milliseconds.
+    #[arg(long, env = "RINGPUSH_CAMPAIGN_LEASE_MS")]
+    pub campaign_lease_ms: Option<u64>,
 }
 
 fn load_settings(
@@ -259,12 +265,14 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         Some(metrics),
         shutdown.clone(),
     );
+    let scheduler = spawn_scheduler(&settings, store.clone(), state.clone(), shutdown.clone());
     let controller = tokio::spawn(ringpush_controller::serve(
         controller_listener,
         state,
         shutdown.clone(),
     ));
-    let (connector, dispatcher, controller) = tokio::join!(connector, dispatcher, controller);
+    let (connector, dispatcher, controller, _) =
+        tokio::join!(connector, dispatcher, controller, scheduler);
     connector?.context("connector failed")?;
     dispatcher?.context("dispatcher failed")?;
     controller?.context("controller failed")?;
@@ -369,6 +377,12 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         if let Some(max) = args.max_payload_bytes {
             s.controller.max_payload_bytes = max;
         }
+        if let Some(tick) = args.scheduler_tick_ms {
+            s.controller.scheduler_tick_ms = tick;
+        }
+        if let Some(lease) = args.campaign_lease_ms {
+            s.controller.campaign_lease_ms = lease;
+        }
     })?;
     if settings.controller.admin_token.len() < 16 {
         return Err(ConfigError(
@@ -383,15 +397,38 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let ring = membership::watch_ring(store.clone(), settings.membership(), shutdown.clone()).await;
     let state = ControllerState::new(
         controller_config(&settings),
-        store,
+        store.clone(),
         ring,
         Some(metrics),
         shutdown.clone(),
     );
+    let scheduler = spawn_scheduler(&settings, store, state.clone(), shutdown.clone());
     ringpush_controller::serve(listener, state, shutdown)
         .await
         .context("controller failed")?;
+    let _ = scheduler.await;
     Ok(())
+}
+
+/// Starts this controller's campaign scheduler (every controller runs one; claims in the
+/// store make each firing happen once).
+fn spawn_scheduler(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    state: ControllerState,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    use ringpush_controller::scheduler::{Scheduler, SchedulerConfig, SystemClock};
+    let suffix: u32 = rand::random();
+    let owner = format!("controller-{}-{suffix:08x}", std::process::id());
+    let mut config = SchedulerConfig::new(owner);
+    config.tick = Duration::from_millis(settings.controller.scheduler_tick_ms);
+    config.lease_ms = settings.controller.campaign_lease_ms;
+    let executor = Arc::new(ringpush_controller::campaign_fire::CampaignSender::new(
+        state,
+    ));
+    let scheduler = Scheduler::new(store, executor, Arc::new(SystemClock), config);
+    tokio::spawn(scheduler.run(shutdown))
 }
 
 fn metrics_route(render: MetricsRender) -> axum::Router {

@@ -33,6 +33,11 @@ pub struct ControllerSettings {
     pub max_devices_per_request: usize,
     pub default_ttl_seconds: u64,
     pub max_inbox_len: u32,
+    /// How often the campaign scheduler looks for due firings.
+    pub scheduler_tick_ms: u64,
+    /// How long a controller keeps others off a campaign firing it is sending; another
+    /// controller sends it (idempotently) if this one dies. Longer than the longest send.
+    pub campaign_lease_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,6 +97,8 @@ impl Default for ControllerSettings {
             max_devices_per_request: 1000,
             default_ttl_seconds: 7 * 24 * 3600,
             max_inbox_len: 1000,
+            scheduler_tick_ms: 1000,
+            campaign_lease_ms: 600_000,
         }
     }
 }
@@ -186,6 +193,11 @@ impl Settings {
         }
         if connector.ping_interval_seconds == 0 {
             bail!("connector.ping_interval_seconds must be at least 1");
+        }
+        if self.controller.scheduler_tick_ms < 10 || self.controller.campaign_lease_ms < 1000 {
+            bail!(
+                "controller.scheduler_tick_ms must be at least 10 and controller.campaign_lease_ms at least 1000"
+            );
         }
         if self.controller.max_payload_bytes == 0 || self.controller.max_inbox_len == 0 {
             bail!("controller.max_payload_bytes and controller.max_inbox_len must be positive");

@@ -15,8 +15,10 @@
 
 pub mod api;
 pub mod auth;
+pub mod campaign_fire;
 pub mod delivery;
 pub mod error;
+pub mod scheduler;
 pub mod send;
 pub mod target;
 

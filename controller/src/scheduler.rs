@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ringpush_schedule::{Firing, ScheduleError, Schedule};
+use ringpush_schedule::{Firing, Schedule, ScheduleError};
 use ringpush_store::{CampaignRecord, CampaignState, Claim, Store, StoreError};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -228,12 +228,14 @@ impl Scheduler {
             for firing in firings {
                 let key = (campaign.id.clone(), firing.name.clone());
                 in_window.insert(key.clone());
-                if !self.handle_firing(&campaign, firing, now, &mut report).await {
+                if !self
+                    .handle_firing(&campaign, firing, now, &mut report)
+                    .await
+                {
                     all_done = false;
                 }
             }
-            if self.nothing_left(&campaign, now, all_done)
-                && self.finish_campaign(&campaign).await
+            if self.nothing_left(&campaign, now, all_done) && self.finish_campaign(&campaign).await
             {
                 report.finished.push(campaign.id.clone());
             }
@@ -319,7 +321,12 @@ impl Scheduler {
     }
 
     async fn still_scheduled(&self, campaign: &CampaignRecord) -> bool {
-        match self.store.campaigns().campaign(campaign.app, &campaign.id).await {
+        match self
+            .store
+            .campaigns()
+            .campaign(campaign.app, &campaign.id)
+            .await
+        {
             Ok(Some(current)) => current.state == CampaignState::Scheduled,
             Ok(None) => false,
             Err(error) => {
@@ -378,12 +385,12 @@ impl Scheduler {
 
     /// Whether the campaign can have no firing left to send.
     fn nothing_left(&self, campaign: &CampaignRecord, now: i64, window_all_done: bool) -> bool {
-        let last_due = match ringpush_schedule::last_due_ms(&campaign.schedule, campaign.created_at_ms)
-        {
-            Ok(Some(last_due)) => last_due,
-            // Recurs without end, or broken (logged when its firings were worked out).
-            Ok(None) | Err(_) => return false,
-        };
+        let last_due =
+            match ringpush_schedule::last_due_ms(&campaign.schedule, campaign.created_at_ms) {
+                Ok(Some(last_due)) => last_due,
+                // Recurs without end, or broken (logged when its firings were worked out).
+                Ok(None) | Err(_) => return false,
+            };
         let window_start = now.saturating_sub_unsigned(self.config.lookback_ms);
         last_due < window_start || (last_due <= now && window_all_done)
     }
@@ -464,7 +471,6 @@ fn log_task_end(result: Result<(), tokio::task::JoinError>) {
         tracing::error!(%error, "a campaign firing task panicked; its claim lapses and it is retried");
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -571,7 +577,9 @@ mod tests {
             }
             let failed = self
                 .failures
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1))
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                    left.checked_sub(1)
+                })
                 .is_ok();
             if failed {
                 return Err("connector unreachable".to_owned());
@@ -656,10 +664,16 @@ mod tests {
     async fn a_once_campaign_fires_once_then_finishes() {
         let at = at(9, 0);
         let fixture = fixture(at - 10 * SECOND);
-        fixture.put("cmp_once", Schedule::Once { at_ms: at }, at - MINUTE).await;
+        fixture
+            .put("cmp_once", Schedule::Once { at_ms: at }, at - MINUTE)
+            .await;
         let recorder = Arc::new(Recorder::default());
         let mut scheduler = fixture.scheduler("ctl-a", recorder.clone());
-        assert_eq!(tick(&mut scheduler).await, TickReport::default(), "not due yet");
+        assert_eq!(
+            tick(&mut scheduler).await,
+            TickReport::default(),
+            "not due yet"
+        );
         fixture.clock.set(at);
         let report = tick(&mut scheduler).await;
         let firing = "once:2026-11-23T09:00:00Z".to_owned();
@@ -696,7 +710,13 @@ mod tests {
         };
         fixture.put("cmp_cron", every_minute, start).await;
         fixture
-            .put("cmp_once", Schedule::Once { at_ms: start + 90 * SECOND }, start)
+            .put(
+                "cmp_once",
+                Schedule::Once {
+                    at_ms: start + 90 * SECOND,
+                },
+                start,
+            )
             .await;
         let recorder = Arc::new(Recorder::default());
         let mut first = fixture.scheduler("ctl-a", recorder.clone());
@@ -723,7 +743,9 @@ mod tests {
     async fn a_scheduler_that_dies_after_claiming_is_taken_over() {
         let at = at(9, 0);
         let fixture = fixture(at);
-        fixture.put("cmp_once", Schedule::Once { at_ms: at }, at - MINUTE).await;
+        fixture
+            .put("cmp_once", Schedule::Once { at_ms: at }, at - MINUTE)
+            .await;
         let stalled = Recorder::hanging();
         let mut dying = fixture.scheduler("ctl-dying", stalled.clone());
         let report = dying.tick().await;
@@ -776,9 +798,10 @@ mod tests {
         }
         // Resumed the way the API does: skip what fell due, then move back.
         let now = fixture.clock.now_ms();
-        let skipped = skip_missed_firings(fixture.store.as_ref(), &campaign, now, DEFAULT_LOOKBACK_MS)
-            .await
-            .expect("skip");
+        let skipped =
+            skip_missed_firings(fixture.store.as_ref(), &campaign, now, DEFAULT_LOOKBACK_MS)
+                .await
+                .expect("skip");
         assert_eq!(skipped, 6, "09:00 (already done) to 09:05");
         fixture
             .transition("cmp_cron", CampaignState::Paused, CampaignState::Scheduled)
@@ -789,7 +812,11 @@ mod tests {
         }
         assert_eq!(
             recorder.firings(),
-            ["cron:2026-11-23T09:00Z", "cron:2026-11-23T09:06Z", "cron:2026-11-23T09:07Z"]
+            [
+                "cron:2026-11-23T09:00Z",
+                "cron:2026-11-23T09:06Z",
+                "cron:2026-11-23T09:07Z"
+            ]
         );
     }
 
@@ -797,11 +824,19 @@ mod tests {
     async fn cancelled_campaigns_never_fire() {
         let at = at(9, 0);
         let fixture = fixture(at - MINUTE);
-        fixture.put("cmp_cancelled", Schedule::Once { at_ms: at }, at - MINUTE).await;
         fixture
-            .transition("cmp_cancelled", CampaignState::Scheduled, CampaignState::Cancelled)
+            .put("cmp_cancelled", Schedule::Once { at_ms: at }, at - MINUTE)
             .await;
-        let mut stored_cancelled = fixture.put("cmp_stored", Schedule::Once { at_ms: at }, at - MINUTE).await;
+        fixture
+            .transition(
+                "cmp_cancelled",
+                CampaignState::Scheduled,
+                CampaignState::Cancelled,
+            )
+            .await;
+        let mut stored_cancelled = fixture
+            .put("cmp_stored", Schedule::Once { at_ms: at }, at - MINUTE)
+            .await;
         stored_cancelled.state = CampaignState::Cancelled;
         fixture
             .store
@@ -816,7 +851,10 @@ mod tests {
             fixture.clock.advance(30 * SECOND);
         }
         assert!(recorder.fired().is_empty());
-        assert_eq!(fixture.state("cmp_cancelled").await, CampaignState::Cancelled);
+        assert_eq!(
+            fixture.state("cmp_cancelled").await,
+            CampaignState::Cancelled
+        );
     }
 
     #[tokio::test]
@@ -877,7 +915,9 @@ mod tests {
     async fn failed_sends_are_retried_when_the_claim_lapses() {
         let at = at(9, 0);
         let fixture = fixture(at);
-        fixture.put("cmp_once", Schedule::Once { at_ms: at }, at - MINUTE).await;
+        fixture
+            .put("cmp_once", Schedule::Once { at_ms: at }, at - MINUTE)
+            .await;
         let recorder = Recorder::failing(2);
         let mut scheduler = fixture.scheduler("ctl-a", recorder.clone());
         tick(&mut scheduler).await;
@@ -890,7 +930,10 @@ mod tests {
         tick(&mut scheduler).await;
         let fired = recorder.fired();
         assert_eq!(fired.len(), 3, "two failures, then a success");
-        assert!(fired.iter().all(|attempt| attempt == &fired[0]), "same firing, same key");
+        assert!(
+            fired.iter().all(|attempt| attempt == &fired[0]),
+            "same firing, same key"
+        );
         fixture.clock.advance(SECOND);
         assert_eq!(tick(&mut scheduler).await.finished, ["cmp_once".to_owned()]);
     }
@@ -899,7 +942,9 @@ mod tests {
     async fn a_firing_that_always_fails_is_given_up_after_max_attempts() {
         let at = at(9, 0);
         let fixture = fixture(at);
-        fixture.put("cmp_once", Schedule::Once { at_ms: at }, at - MINUTE).await;
+        fixture
+            .put("cmp_once", Schedule::Once { at_ms: at }, at - MINUTE)
+            .await;
         let recorder = Recorder::failing(u32::MAX);
         let config = SchedulerConfig {
             lease_ms: LEASE_MS,
@@ -923,7 +968,12 @@ mod tests {
     #[tokio::test]
     async fn local_time_fires_once_per_reported_zone_and_the_default() {
         let fixture = fixture(at(-12, 0));
-        let zones = [Some("Asia/Tokyo"), Some("America/New_York"), Some("Asia/Tokyo"), None];
+        let zones = [
+            Some("Asia/Tokyo"),
+            Some("America/New_York"),
+            Some("Asia/Tokyo"),
+            None,
+        ];
         let updates: Vec<(AppId, DeviceId, DeviceAttributes)> = zones
             .iter()
             .map(|zone| {
@@ -965,8 +1015,14 @@ mod tests {
         assert_eq!(
             fired,
             [
-                ("2026-11-23T09:00@Asia/Tokyo".to_owned(), Some("Asia/Tokyo".to_owned())),
-                ("2026-11-23T09:00@Europe/London".to_owned(), Some("Europe/London".to_owned())),
+                (
+                    "2026-11-23T09:00@Asia/Tokyo".to_owned(),
+                    Some("Asia/Tokyo".to_owned())
+                ),
+                (
+                    "2026-11-23T09:00@Europe/London".to_owned(),
+                    Some("Europe/London".to_owned())
+                ),
                 (
                     "2026-11-23T09:00@America/New_York".to_owned(),
                     Some("America/New_York".to_owned())
@@ -981,7 +1037,9 @@ mod tests {
     async fn run_ticks_until_shutdown() {
         let fixture = fixture(ringpush_store::now_ms());
         let now = fixture.clock.now_ms();
-        fixture.put("cmp_now", Schedule::Once { at_ms: now }, now).await;
+        fixture
+            .put("cmp_now", Schedule::Once { at_ms: now }, now)
+            .await;
         let recorder = Arc::new(Recorder::default());
         let config = SchedulerConfig {
             tick: Duration::from_millis(10),

@@ -217,7 +217,7 @@ impl ControllerState {
     }
 
     /// The devices of the app's users with these aliases, in alias order, without repeats.
-    async fn resolve_aliases(
+    pub(crate) async fn resolve_aliases(
         &self,
         app: &AppRecord,
         aliases: &[String],

@@ -22,19 +22,20 @@ const MAX_GAP: TimeDelta = TimeDelta::hours(48);
 
 /// The zone with this IANA name (case-sensitive, as devices report it; links such as
 /// `US/Eastern` are accepted).
-pub fn parse(name: &str) -> Result<Tz, ScheduleError> {
+pub(crate) fn parse(name: &str) -> Result<Tz, ScheduleError> {
     name.parse::<Tz>()
         .map_err(|_| ScheduleError::UnknownZone(name.to_owned()))
 }
 
-/// Whether this build knows the zone (devices in other zones get the default zone's firing).
+/// Whether this build knows the zone: a `local_time` campaign has no firing for a zone it
+/// does not know, so devices that report one are left to the default zone's firing.
 pub fn is_known(name: &str) -> bool {
     parse(name).is_ok()
 }
 
 /// The instant at which the wall clock of `zone` reads `local`, by the rules in the module
 /// doc. `None` only past the dates chrono represents.
-pub fn resolve(local: NaiveDateTime, zone: Tz) -> Option<DateTime<Utc>> {
+pub(crate) fn resolve(local: NaiveDateTime, zone: Tz) -> Option<DateTime<Utc>> {
     match zone.from_local_datetime(&local) {
         LocalResult::Single(time) => Some(time.with_timezone(&Utc)),
         LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),

@@ -123,17 +123,42 @@ pub fn assert_exactly_once(received: &Received, expected: &HashMap<String, Vec<S
     }
 }
 
-/// Waits until every device's app has as many messages as `expected` lists for it.
+/// Waits until every device's app has as many messages as `expected` lists for it; on a
+/// timeout, says which devices miss which messages.
 pub async fn wait_all_received(
     received: &Received,
     expected: &HashMap<String, Vec<String>>,
     timeout: Duration,
 ) {
-    super::eventually("every accepted message received", timeout, async || {
-        let received = received.lock().unwrap();
-        expected
-            .iter()
-            .all(|(device, want)| received.get(device).map_or(0, Vec::len) >= want.len())
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let missing: Vec<String> = {
+            let received = received.lock().unwrap();
+            expected
+                .iter()
+                .filter_map(|(device, want)| {
+                    let got: Vec<&str> = received
+                        .get(device)
+                        .map(|v| v.iter().map(|(id, _)| id.as_str()).collect())
+                        .unwrap_or_default();
+                    let lacking: Vec<&str> = want
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|id| !got.contains(id))
+                        .collect();
+                    (!lacking.is_empty()).then(|| format!("{device} lacks {lacking:?}"))
+                })
+                .collect()
+        };
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for every accepted message: {} devices miss some:\n{}",
+            missing.len(),
+            missing.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

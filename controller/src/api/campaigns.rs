@@ -166,6 +166,17 @@ pub(crate) async fn change_campaign(
             )));
         }
     };
+    if action == "resume" {
+        // Firings that fell due while paused are skipped, not sent late.
+        crate::scheduler::skip_missed_firings(
+            state.store.as_ref(),
+            &campaign,
+            now_ms(),
+            crate::scheduler::DEFAULT_LOOKBACK_MS,
+        )
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
     let moved = state
         .store
         .campaigns()
