@@ -2,13 +2,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ringpush_testkit::free_port;
 use serde_json::Value;
-use support::ringpush_bin;
+use support::{Lines, ringpush_bin};
 
 struct KillOnDrop(std::process::Child);
 
@@ -47,9 +46,9 @@ fn dev_runs_the_whole_platform_in_one_process() {
             .spawn()
             .unwrap(),
     );
-    let mut banner = BufReader::new(dev.0.stdout.take().unwrap()).lines();
+    let banner = Lines::new(dev.0.stdout.take().unwrap());
     let admin_token = loop {
-        let line = banner.next().expect("dev prints its banner").unwrap();
+        let line = banner.next("the banner of dev", Duration::from_secs(60));
         if let Some(token) = line.trim().strip_prefix("admin token ") {
             break token.trim().to_owned();
         }
@@ -94,8 +93,9 @@ fn dev_runs_the_whole_platform_in_one_process() {
             .spawn()
             .unwrap(),
     );
-    let mut lines = BufReader::new(listen.0.stdout.take().unwrap()).lines();
-    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let lines = Lines::new(listen.0.stdout.take().unwrap());
+    let first: Value =
+        serde_json::from_str(&lines.next("the device id", Duration::from_secs(30))).unwrap();
     let device_id = first["device_id"].as_str().unwrap().to_owned();
     let envs = [
         ("RINGPUSH_APP_ID", app_id),
@@ -106,8 +106,10 @@ fn dev_runs_the_whole_platform_in_one_process() {
         &["send", "--device", &device_id, "--json", r#"{"n": 2}"#],
         &envs,
     );
-    let one: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    let two: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let one: Value =
+        serde_json::from_str(&lines.next("message one", Duration::from_secs(30))).unwrap();
+    let two: Value =
+        serde_json::from_str(&lines.next("message two", Duration::from_secs(30))).unwrap();
     assert_eq!(
         (one["data"].as_str(), one["seq"].as_u64()),
         (Some("one"), Some(1))

@@ -4,14 +4,13 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ringpush_ring::{Member, Ring};
 use serde_json::Value;
 use support::devices::{Received, assert_exactly_once, start_connected_devices, wait_all_received};
-use support::{ADMIN_TOKEN, Platform, eventually, ringpush_bin};
+use support::{ADMIN_TOKEN, Lines, Platform, eventually, ringpush_bin};
 
 /// 1. An online device gets a push, acks it, and the status reads acked — with the CLI
 /// commands as a user would run them.
@@ -53,8 +52,9 @@ async fn online_device_gets_a_push_and_the_status_reads_acked() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(listen.stdout.take().unwrap()).lines();
-    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let lines = Lines::new(listen.stdout.take().unwrap());
+    let first: Value =
+        serde_json::from_str(&lines.next("the device id", Duration::from_secs(30))).unwrap();
     let device_id = first["device_id"].as_str().unwrap().to_owned();
 
     // Wait until the device is online, so the push goes live.
@@ -86,7 +86,8 @@ async fn online_device_gets_a_push_and_the_status_reads_acked() {
     let answer: Value = serde_json::from_slice(&sent.stdout).unwrap();
     let message_id = answer["message_ids"][0].as_str().unwrap().to_owned();
 
-    let line: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let line: Value =
+        serde_json::from_str(&lines.next("the pushed message", Duration::from_secs(30))).unwrap();
     assert_eq!(line["message_id"], message_id.as_str());
     assert_eq!(line["data"], "hello");
     assert_eq!(line["seq"], 1);

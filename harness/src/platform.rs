@@ -1,0 +1,239 @@
+//! A deployment: redis-server, a controller, a dispatcher and connectors, each a real
+//! `ringpush` process on free loopback ports, and a REST client for the controller.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ringpush_testkit::{RedisServer, free_port};
+use serde_json::{Value, json};
+
+use crate::process::{Proc, eventually, wait_for_port};
+use crate::watchdog::{self, Watchdog};
+
+/// The bootstrap admin token every harness controller is started with.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A connector process and its addresses.
+pub struct ConnectorProc {
+    pub id: String,
+    pub device_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    pub admin_addr: SocketAddr,
+    pub proc: Proc,
+}
+
+/// Redis plus the three kinds of process.
+pub struct Platform {
+    pub dir: tempfile::TempDir,
+    pub redis: RedisServer,
+    pub controller_url: String,
+    pub dispatcher_url: String,
+    pub controller: Proc,
+    pub dispatcher: Proc,
+    pub connectors: Vec<ConnectorProc>,
+    pub http: reqwest::Client,
+    /// Aborts the test process, with the logs, if this deployment outlives its limit.
+    _watchdog: Watchdog,
+}
+
+/// Lease TTL of test connectors: short, so a killed connector leaves the ring quickly.
+pub const LEASE_TTL_MS: u64 = 1000;
+
+fn membership_flags() -> Vec<String> {
+    vec![
+        "--lease-ttl-ms".into(),
+        LEASE_TTL_MS.to_string(),
+        "--ring-refresh-ms".into(),
+        "100".into(),
+    ]
+}
+
+impl Platform {
+    /// Starts Redis, a controller, a dispatcher and `connectors` connectors.
+    pub async fn start(connectors: usize) -> Platform {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let redis = RedisServer::start();
+        let controller_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let dispatcher_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut args = vec![
+            "controller".to_string(),
+            "--redis-url".into(),
+            redis.url(),
+            "--listen".into(),
+            controller_addr.to_string(),
+            "--admin-token".into(),
+            ADMIN_TOKEN.into(),
+        ];
+        args.extend(membership_flags());
+        let controller = Proc::spawn("controller", dir.path(), &args);
+        let mut args = vec![
+            "dispatcher".to_string(),
+            "--redis-url".into(),
+            redis.url(),
+            "--listen".into(),
+            dispatcher_addr.to_string(),
+        ];
+        args.extend(membership_flags());
+        let dispatcher = Proc::spawn("dispatcher", dir.path(), &args);
+        let log_dir = dir.path().to_path_buf();
+        let mut platform = Platform {
+            controller_url: format!("http://{controller_addr}"),
+            dispatcher_url: format!("http://{dispatcher_addr}"),
+            dir,
+            redis,
+            controller,
+            dispatcher,
+            connectors: Vec::new(),
+            http: reqwest::Client::new(),
+            _watchdog: Watchdog::start(log_dir, watchdog::DEFAULT_LIMIT),
+        };
+        for _ in 0..connectors {
+            platform.add_connector().await;
+        }
+        wait_for_port(controller_addr, Duration::from_secs(20));
+        wait_for_port(dispatcher_addr, Duration::from_secs(20));
+        platform
+    }
+
+    /// Starts one more connector and waits until the dispatcher's ring includes it.
+    pub async fn add_connector(&mut self) -> usize {
+        let index = self.connectors.len();
+        let id = format!("c{index}");
+        let device_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let grpc_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut args = vec![
+            "connector".to_string(),
+            "--admin-listen".into(),
+            admin_addr.to_string(),
+            "--redis-url".into(),
+            self.redis.url(),
+            "--id".into(),
+            id.clone(),
+            "--device-listen".into(),
+            device_addr.to_string(),
+            "--grpc-listen".into(),
+            grpc_addr.to_string(),
+            "--ping-interval-seconds".into(),
+            "2".into(),
+            "--drain-timeout-seconds".into(),
+            "10".into(),
+        ];
+        args.extend(membership_flags());
+        let proc = Proc::spawn(&id, self.dir.path(), &args);
+        wait_for_port(device_addr, Duration::from_secs(20));
+        wait_for_port(grpc_addr, Duration::from_secs(20));
+        self.connectors.push(ConnectorProc {
+            id,
+            device_addr,
+            grpc_addr,
+            admin_addr,
+            proc,
+        });
+        let live = self.live_connectors();
+        self.wait_for_ring_size(live).await;
+        index
+    }
+
+    pub fn live_connectors(&mut self) -> usize {
+        self.connectors
+            .iter_mut()
+            .map(|c| c.proc.is_running())
+            .filter(|running| *running)
+            .count()
+    }
+
+    /// Waits until the dispatcher's readiness reports `count` connectors.
+    pub async fn wait_for_ring_size(&self, count: usize) {
+        let url = format!("{}/readyz", self.dispatcher_url);
+        let http = self.http.clone();
+        eventually(
+            &format!("a ring of {count}"),
+            Duration::from_secs(20),
+            async || match http.get(&url).send().await {
+                Ok(response) => response
+                    .text()
+                    .await
+                    .is_ok_and(|text| text.contains(&format!("ready: {count} connectors"))),
+                Err(_) => false,
+            },
+        )
+        .await;
+    }
+
+    /// Creates an app; answers (app_id, server_key, client_key).
+    pub async fn create_app(&self) -> (String, String, String) {
+        let answer = self
+            .post("/v1/apps", ADMIN_TOKEN, &json!({ "name": "test" }), None)
+            .await;
+        assert_eq!(answer.0, 201, "{}", answer.1);
+        let body = answer.1;
+        (
+            body["app_id"].as_str().unwrap().to_owned(),
+            body["server_key"].as_str().unwrap().to_owned(),
+            body["client_key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// POSTs JSON; answers the status and the JSON body.
+    pub async fn post(
+        &self,
+        path: &str,
+        bearer: &str,
+        body: &Value,
+        idempotency_key: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.controller_url))
+            .bearer_auth(bearer)
+            .json(body);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.expect("controller answers");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// GETs JSON; answers the status and the JSON body.
+    pub async fn get(&self, path: &str, bearer: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.controller_url))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .expect("controller answers");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Sends `data` to devices; answers the message ids (panics on a non-200).
+    pub async fn send(
+        &self,
+        app: &str,
+        server_key: &str,
+        devices: &[String],
+        data: &str,
+    ) -> Vec<String> {
+        let (status, body) = self
+            .post(
+                &format!("/v1/apps/{app}/messages"),
+                server_key,
+                &json!({ "device_ids": devices, "data": data }),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "send failed: {body}");
+        body["message_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_str().unwrap().to_owned())
+            .collect()
+    }
+}
