@@ -39,7 +39,14 @@ async fn online_device_gets_a_push_and_the_status_reads_acked() {
 
     let identity = platform.dir.path().join("phone.json");
     let mut listen = Command::new(ringpush_bin())
-        .args(["listen", "--count", "1", "--identity"])
+        .args([
+            "listen",
+            "--count",
+            "1",
+            "--log",
+            "info,ringpush_sdk=debug",
+            "--identity",
+        ])
         .arg(&identity)
         .args([
             "--controller",
@@ -352,4 +359,53 @@ async fn sigterm_drains_a_connector_without_losing_anything() {
             .iter()
             .all(|d| (d.connector_url)().as_deref() == Some(survivor_url.as_str()))
     );
+}
+
+/// A controller whose ring lags the dispatcher's (it re-reads the ring every minute, and
+/// started before the connector) still delivers live: to the connector the device's presence
+/// names for a unicast push, and to every live connector for an audience push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_behind_on_the_ring_still_delivers_live() {
+    let mut platform = Platform::start_with(support::PlatformOptions {
+        connectors: 0,
+        controller_ring_refresh_ms: 60_000,
+        ..Default::default()
+    })
+    .await;
+    platform.add_connector().await;
+    let (app, server_key, client_key) = platform.create_app().await;
+    let received = Received::default();
+    let devices = start_connected_devices(&platform, &app, &client_key, 3, &received).await;
+    let ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
+    // Past the devices' replays and timeline catch-ups: only a live push can reach them now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut expected: HashMap<String, Vec<String>> = HashMap::new();
+    for (device, id) in ids
+        .iter()
+        .zip(platform.send(&app, &server_key, &ids, "unicast").await)
+    {
+        expected.entry(device.clone()).or_default().push(id);
+    }
+    wait_all_received(&received, &expected, Duration::from_secs(20)).await;
+
+    let (status, body) = platform
+        .post(
+            &format!("/v1/apps/{app}/messages"),
+            &server_key,
+            &serde_json::json!({ "broadcast": true, "data": "everyone" }),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    eventually(
+        "the broadcast on every device",
+        Duration::from_secs(20),
+        async || {
+            let received = received.lock().unwrap();
+            ids.iter()
+                .all(|device| received.get(device).is_some_and(|got| got.len() == 2))
+        },
+    )
+    .await;
 }

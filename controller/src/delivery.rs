@@ -112,11 +112,12 @@ impl DeliveryRouter {
     pub async fn send(&self, messages: Vec<Outgoing>) {
         let ring = self.inner.ring.borrow().clone();
         for message in messages {
-            let Some(owner) = ring.owner(message.device) else {
-                metrics::counter!("ringpush_controller_deliveries_total", "outcome" => "no_connector").increment(1);
-                continue;
-            };
-            self.send_to(owner, message).await;
+            match ring.owner(message.device) {
+                Some(owner) => self.send_to(owner, message).await,
+                // This controller's ring may lag the dispatcher's: a connector that joined a
+                // moment ago can already hold the device, past its inbox replay.
+                None => self.retry_at_presence("", message).await,
+            }
         }
     }
 
@@ -175,8 +176,7 @@ impl DeliveryRouter {
         push: Push,
         per_second: Option<u32>,
     ) {
-        let ring = self.inner.ring.borrow().clone();
-        let members = ring.members();
+        let members = self.current_members().await;
         if members.is_empty() {
             return;
         }
@@ -240,11 +240,41 @@ impl DeliveryRouter {
             _ => return,
         };
         let ring = self.inner.ring.borrow().clone();
-        let Some(member) = ring.member(&presence.connector_id) else {
-            return;
+        let member = match ring.member(&presence.connector_id) {
+            Some(member) => member.clone(),
+            None => {
+                let members = self.current_members().await;
+                match members.into_iter().find(|m| m.id == presence.connector_id) {
+                    Some(member) => member,
+                    None => {
+                        metrics::counter!("ringpush_controller_deliveries_total", "outcome" => "no_connector").increment(1);
+                        return;
+                    }
+                }
+            }
         };
         message.retried = true;
-        self.send_to(member, message).await;
+        self.send_to(&member, message).await;
+    }
+
+    /// The live connectors as the store has them now, not as this controller's ring last
+    /// saw them. An audience message is appended to the timeline before this is read, and a
+    /// connector takes its lease before it accepts devices, so every connector whose devices
+    /// caught up before the append is in the answer: none misses the message live. Falls
+    /// back to the ring if the store cannot answer.
+    async fn current_members(&self) -> Vec<Member> {
+        match self
+            .inner
+            .store
+            .live_members(ringpush_store::now_ms())
+            .await
+        {
+            Ok(members) => members,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the live connectors; using the last ring");
+                self.inner.ring.borrow().members().to_vec()
+            }
+        }
     }
 }
 

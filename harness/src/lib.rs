@@ -22,7 +22,7 @@ pub mod watchdog;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-pub use platform::{ADMIN_TOKEN, ConnectorProc, LEASE_TTL_MS, Platform};
+pub use platform::{ADMIN_TOKEN, ConnectorProc, LEASE_TTL_MS, Platform, PlatformOptions};
 pub use process::{Lines, Proc, eventually, wait_for_port};
 
 /// The `ringpush` binary the harness starts (see the crate doc).

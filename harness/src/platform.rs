@@ -25,7 +25,6 @@ pub struct ConnectorProc {
 
 /// Redis plus the three kinds of process.
 pub struct Platform {
-    pub dir: tempfile::TempDir,
     pub redis: RedisServer,
     pub controller_url: String,
     pub dispatcher_url: String,
@@ -35,23 +34,61 @@ pub struct Platform {
     pub http: reqwest::Client,
     /// Aborts the test process, with the logs, if this deployment outlives its limit.
     _watchdog: Watchdog,
+    /// Last: fields drop in order, and the processes print their logs from here when they
+    /// drop during a panic.
+    pub dir: tempfile::TempDir,
 }
 
 /// Lease TTL of test connectors: short, so a killed connector leaves the ring quickly.
 pub const LEASE_TTL_MS: u64 = 1000;
 
-fn membership_flags() -> Vec<String> {
+/// How often test processes re-read the ring by default.
+pub const RING_REFRESH_MS: u64 = 100;
+
+fn membership_flags(ring_refresh_ms: u64) -> Vec<String> {
     vec![
         "--lease-ttl-ms".into(),
         LEASE_TTL_MS.to_string(),
         "--ring-refresh-ms".into(),
-        "100".into(),
+        ring_refresh_ms.to_string(),
     ]
+}
+
+/// What [`Platform::start_with`] starts.
+#[derive(Debug, Clone)]
+pub struct PlatformOptions {
+    /// Connectors started at once.
+    pub connectors: usize,
+    /// How often the controller re-reads the ring: a long one makes a controller whose view
+    /// of the connectors lags the dispatcher's.
+    pub controller_ring_refresh_ms: u64,
+    /// More flags for the controller.
+    pub controller_args: Vec<String>,
+}
+
+impl Default for PlatformOptions {
+    fn default() -> Self {
+        Self {
+            connectors: 1,
+            controller_ring_refresh_ms: RING_REFRESH_MS,
+            controller_args: Vec::new(),
+        }
+    }
 }
 
 impl Platform {
     /// Starts Redis, a controller, a dispatcher and `connectors` connectors.
     pub async fn start(connectors: usize) -> Platform {
+        Platform::start_with(PlatformOptions {
+            connectors,
+            ..PlatformOptions::default()
+        })
+        .await
+    }
+
+    /// Starts Redis, a controller, a dispatcher and connectors, as `options` say.
+    pub async fn start_with(options: PlatformOptions) -> Platform {
+        let connectors = options.connectors;
         let dir = tempfile::tempdir().expect("tempdir");
         let redis = RedisServer::start();
         let controller_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -65,7 +102,8 @@ impl Platform {
             "--admin-token".into(),
             ADMIN_TOKEN.into(),
         ];
-        args.extend(membership_flags());
+        args.extend(membership_flags(options.controller_ring_refresh_ms));
+        args.extend(options.controller_args);
         let controller = Proc::spawn("controller", dir.path(), &args);
         let mut args = vec![
             "dispatcher".to_string(),
@@ -74,7 +112,7 @@ impl Platform {
             "--listen".into(),
             dispatcher_addr.to_string(),
         ];
-        args.extend(membership_flags());
+        args.extend(membership_flags(RING_REFRESH_MS));
         let dispatcher = Proc::spawn("dispatcher", dir.path(), &args);
         let log_dir = dir.path().to_path_buf();
         let mut platform = Platform {
@@ -120,7 +158,7 @@ impl Platform {
             "--drain-timeout-seconds".into(),
             "10".into(),
         ];
-        args.extend(membership_flags());
+        args.extend(membership_flags(RING_REFRESH_MS));
         let proc = Proc::spawn(&id, self.dir.path(), &args);
         wait_for_port(device_addr, Duration::from_secs(20));
         wait_for_port(grpc_addr, Duration::from_secs(20));
