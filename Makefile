@@ -1,5 +1,5 @@
 # One entry point for routine tasks; CI calls `make test` too.
-.PHONY: dev test lint fmt build
+.PHONY: dev test lint fmt build bench
 
 # Run the whole platform in one process (builds first).
 dev:
@@ -22,3 +22,9 @@ fmt:
 
 build:
 	cargo build --release -p ringpush
+
+# Benchmarks of a real deployment (release builds; figures and ratios, non-zero exit when a
+# target is missed). Today: throttled campaigns against their set rate.
+bench:
+	cargo build --release -p ringpush -p ringpush-bench
+	target/release/ringpush-bench throttle

@@ -10,6 +10,8 @@
 //! for a moment, or the device just moved) the message is retried once at the connector that
 //! the device's presence names.
 
+mod share;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -149,26 +151,29 @@ impl DeliveryRouter {
     pub async fn send_paced(&self, messages: Vec<Outgoing>, per_second: u32) {
         let router = self.clone();
         let shutdown = self.inner.shutdown.clone();
-        let per_tick = (per_second as usize).div_ceil(10).max(1);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut tick = tokio::time::interval(share::PACE_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut pace = share::Pace::new(per_second, Instant::now());
             let mut messages = messages.into_iter().peekable();
             while messages.peek().is_some() {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                router
-                    .send(messages.by_ref().take(per_tick).collect())
-                    .await;
+                let ready = pace.release(Instant::now());
+                if ready > 0 {
+                    router.send(messages.by_ref().take(ready).collect()).await;
+                }
             }
         });
     }
 
     /// Hands an audience message to every connector on the ring (one call each): each
     /// matches it against the devices it holds. `per_second` is the whole rate; each
-    /// connector gets its share. A connector that fails to answer is logged: its devices read
-    /// the message from the timeline when they reconnect.
+    /// connector gets a share in proportion to the part of the audience it holds (see
+    /// `share`). A connector that fails to answer is logged: its devices read the message
+    /// from the timeline when they reconnect.
     pub async fn broadcast(
         &self,
         app: ringpush_protocol::AppId,
@@ -180,8 +185,13 @@ impl DeliveryRouter {
         if members.is_empty() {
             return;
         }
-        let share = per_second.map_or(0, |rate| rate.div_ceil(members.len() as u32).max(1));
-        let calls = members.iter().filter_map(|member| {
+        let shares = match per_second {
+            Some(rate) => {
+                share::split_rate(rate, &self.audience_weights(app, audience, &members).await)
+            }
+            None => vec![0; members.len()],
+        };
+        let calls = members.iter().zip(shares).filter_map(|(member, share)| {
             let channel = self.channel(member)?;
             let request = BroadcastRequest {
                 app_id: app.to_string(),
@@ -208,6 +218,32 @@ impl DeliveryRouter {
             })
         });
         futures_util::future::join_all(calls).await;
+    }
+
+    /// What each member holds of an audience, estimated (see `share`); all zero, which
+    /// splits the rate evenly, if the estimate cannot be made.
+    async fn audience_weights(
+        &self,
+        app: ringpush_protocol::AppId,
+        audience: &str,
+        members: &[Member],
+    ) -> Vec<u64> {
+        let audience = match ringpush_audience::Audience::parse(audience) {
+            Ok(audience) => audience,
+            Err(error) => {
+                tracing::warn!(%error, "cannot parse the audience; its rate is split evenly");
+                return vec![0; members.len()];
+            }
+        };
+        let vnodes = self.inner.ring.borrow().vnodes();
+        let store = self.inner.store.as_ref();
+        match share::audience_weights(store, app, &audience, members, vnodes).await {
+            Ok(weights) => weights,
+            Err(error) => {
+                tracing::warn!(%error, "cannot estimate where the audience is; its rate is split evenly");
+                vec![0; members.len()]
+            }
+        }
     }
 
     /// The HTTP/2 channel to a connector, created on first use (it connects lazily and
