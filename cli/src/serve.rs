@@ -52,6 +52,17 @@ pub struct DevArgs {
     /// Admin token; a random one is generated and printed when unset.
     #[arg(long, env = "RINGPUSH_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Testing and demo aid: run campaign time on a simulated clock,
+    /// REAL_ANCHOR_MS:SIM_ANCHOR_MS:RATE (campaign time reads SIM_ANCHOR_MS when the real
+    /// clock reads REAL_ANCHOR_MS and runs RATE times as fast; RATE above 0, at most 100000).
+    /// Campaign times only; message TTLs and leases stay on the real clock. Controllers that
+    /// share campaigns must be given the same value.
+    #[arg(
+        long,
+        env = "RINGPUSH_SIMULATED_CLOCK",
+        value_name = "REAL_ANCHOR_MS:SIM_ANCHOR_MS:RATE"
+    )]
+    pub simulated_clock: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +132,17 @@ pub struct ControllerArgs {
     /// How long a firing's claim keeps other controllers off it, in milliseconds.
     #[arg(long, env = "RINGPUSH_CAMPAIGN_LEASE_MS")]
     pub campaign_lease_ms: Option<u64>,
+    /// Testing and demo aid: run campaign time on a simulated clock,
+    /// REAL_ANCHOR_MS:SIM_ANCHOR_MS:RATE (campaign time reads SIM_ANCHOR_MS when the real
+    /// clock reads REAL_ANCHOR_MS and runs RATE times as fast; RATE above 0, at most 100000).
+    /// Campaign times only; message TTLs and leases stay on the real clock. Controllers that
+    /// share campaigns must be given the same value.
+    #[arg(
+        long,
+        env = "RINGPUSH_SIMULATED_CLOCK",
+        value_name = "REAL_ANCHOR_MS:SIM_ANCHOR_MS:RATE"
+    )]
+    pub simulated_clock: Option<String>,
 }
 
 fn load_settings(
@@ -209,6 +231,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         if let Some(token) = args.admin_token.clone() {
             s.controller.admin_token = token;
         }
+        if let Some(clock) = args.simulated_clock.clone() {
+            s.controller.simulated_clock = clock;
+        }
     })?;
     let generated_token = settings.controller.admin_token.is_empty();
     if generated_token {
@@ -264,7 +289,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         ring,
         Some(metrics),
         shutdown.clone(),
-    );
+    )
+    .with_clock(campaign_clock(&settings)?);
     let scheduler = spawn_scheduler(&settings, store.clone(), state.clone(), shutdown.clone());
     let controller = tokio::spawn(ringpush_controller::serve(
         controller_listener,
@@ -383,6 +409,9 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         if let Some(lease) = args.campaign_lease_ms {
             s.controller.campaign_lease_ms = lease;
         }
+        if let Some(clock) = args.simulated_clock.clone() {
+            s.controller.simulated_clock = clock;
+        }
     })?;
     if settings.controller.admin_token.len() < 16 {
         return Err(ConfigError(
@@ -401,13 +430,35 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         ring,
         Some(metrics),
         shutdown.clone(),
-    );
+    )
+    .with_clock(campaign_clock(&settings)?);
     let scheduler = spawn_scheduler(&settings, store, state.clone(), shutdown.clone());
     ringpush_controller::serve(listener, state, shutdown)
         .await
         .context("controller failed")?;
     let _ = scheduler.await;
     Ok(())
+}
+
+/// The clock of campaign time: the system clock, or the simulated one the settings name
+/// (announced loudly: a controller on it sends campaigns at times other than the real ones).
+fn campaign_clock(
+    settings: &Settings,
+) -> anyhow::Result<Arc<dyn ringpush_controller::clock::Clock>> {
+    let simulated = settings
+        .simulated_clock()
+        .map_err(|e| ConfigError(format!("{e:#}")))?;
+    let Some(clock) = simulated else {
+        return Ok(Arc::new(ringpush_controller::clock::SystemClock));
+    };
+    use ringpush_controller::clock::Clock as _;
+    tracing::warn!(
+        simulated_clock = %clock,
+        rate = clock.rate(),
+        campaign_now_ms = clock.now_ms(),
+        "campaign time runs on a SIMULATED clock (a testing and demo aid): campaigns fire by it, not by the real time; message TTLs and leases stay real"
+    );
+    Ok(Arc::new(clock))
 }
 
 /// Starts this controller's campaign scheduler (every controller runs one; claims in the
@@ -418,16 +469,18 @@ fn spawn_scheduler(
     state: ControllerState,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    use ringpush_controller::scheduler::{Scheduler, SchedulerConfig, SystemClock};
+    use ringpush_controller::scheduler::{Scheduler, SchedulerConfig};
     let suffix: u32 = rand::random();
     let owner = format!("controller-{}-{suffix:08x}", std::process::id());
     let mut config = SchedulerConfig::new(owner);
     config.tick = Duration::from_millis(settings.controller.scheduler_tick_ms);
     config.lease_ms = settings.controller.campaign_lease_ms;
+    // The clock that stamps campaigns' creation must be the one firings are read on.
+    let clock = state.clock();
     let executor = Arc::new(ringpush_controller::campaign_fire::CampaignSender::new(
         state,
     ));
-    let scheduler = Scheduler::new(store, executor, Arc::new(SystemClock), config);
+    let scheduler = Scheduler::new(store, executor, clock, config);
     tokio::spawn(scheduler.run(shutdown))
 }
 

@@ -38,6 +38,11 @@ pub struct ControllerSettings {
     /// How long a controller keeps others off a campaign firing it is sending; another
     /// controller sends it (idempotently) if this one dies. Longer than the longest send.
     pub campaign_lease_ms: u64,
+    /// A testing and demo aid: run campaign time on a simulated clock,
+    /// `REAL_ANCHOR_MS:SIM_ANCHOR_MS:RATE` (campaign time reads SIM_ANCHOR_MS when the real
+    /// clock reads REAL_ANCHOR_MS, and runs RATE times as fast). Campaign times only: message
+    /// TTLs and leases stay on the real clock. Empty: the system clock.
+    pub simulated_clock: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,6 +104,7 @@ impl Default for ControllerSettings {
             max_inbox_len: 1000,
             scheduler_tick_ms: 1000,
             campaign_lease_ms: 600_000,
+            simulated_clock: String::new(),
         }
     }
 }
@@ -199,6 +205,7 @@ impl Settings {
                 "controller.scheduler_tick_ms must be at least 10 and controller.campaign_lease_ms at least 1000"
             );
         }
+        self.simulated_clock()?;
         if self.controller.max_payload_bytes == 0 || self.controller.max_inbox_len == 0 {
             bail!("controller.max_payload_bytes and controller.max_inbox_len must be positive");
         }
@@ -206,6 +213,20 @@ impl Settings {
             bail!("membership.lease_ttl_ms must be at least 300 and membership.vnodes positive");
         }
         Ok(self)
+    }
+
+    /// The simulated clock of campaign time, if one is set.
+    pub fn simulated_clock(
+        &self,
+    ) -> anyhow::Result<Option<ringpush_controller::clock::SimulatedClock>> {
+        let text = self.controller.simulated_clock.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let clock = text
+            .parse()
+            .with_context(|| "controller.simulated_clock (--simulated-clock)".to_owned())?;
+        Ok(Some(clock))
     }
 
     pub fn membership(&self) -> ringpush_store::membership::MembershipConfig {
@@ -231,6 +252,22 @@ mod tests {
         );
         let error = toml::from_str::<Settings>("[controller]\nlisten_addr = \"x\"\n").unwrap_err();
         assert!(error.to_string().contains("listen_addr"), "{error}");
+    }
+
+    #[test]
+    fn simulated_clock_is_off_by_default_and_checked_when_set() {
+        assert!(Settings::default().simulated_clock().unwrap().is_none());
+        let mut settings = Settings::default();
+        settings.controller.simulated_clock = "1000:2000:60".into();
+        let clock = settings.validate().unwrap().simulated_clock().unwrap();
+        assert_eq!(clock.map(|c| c.sim_at(2000)), Some(62_000));
+        let mut settings = Settings::default();
+        settings.controller.simulated_clock = "1000:2000:0".into();
+        let error = format!("{:#}", settings.validate().unwrap_err());
+        assert!(
+            error.contains("simulated_clock") && error.contains("rate"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //!
 //! - [`api`]: `/v1` endpoints (apps, devices, messages), `/openapi.json`, health and metrics;
 //! - [`auth`]: admin token, server and client keys;
+//! - [`scheduler`] and [`campaign_fire`]: campaigns' firings, each sent once across
+//!   controllers; [`clock`]: the campaign time they and the campaign API read (the system
+//!   clock, or a simulated one for tests and demos);
 //! - [`delivery`]: one multiplexed HTTP/2 channel per connector, batched `Deliver` calls;
 //! - [`error`]: every error a caller can get, with its status code, in one place.
 //!
@@ -16,6 +19,7 @@
 pub mod api;
 pub mod auth;
 pub mod campaign_fire;
+pub mod clock;
 pub mod delivery;
 pub mod error;
 pub mod scheduler;
@@ -25,6 +29,8 @@ pub mod target;
 use std::sync::Arc;
 
 use ringpush_ring::Ring;
+
+use crate::clock::{Clock, SystemClock};
 use ringpush_store::{InboxLimits, Store, secret_hash};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -76,6 +82,9 @@ pub struct ControllerState {
     pub(crate) config: Arc<ControllerConfig>,
     pub(crate) admin_token_hash: [u8; 32],
     pub(crate) metrics: Option<MetricsRender>,
+    /// Campaign time: stamps campaigns' `created_at_ms` (firings due before it are not
+    /// firings), so it must be the clock the scheduler reads.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl ControllerState {
@@ -94,7 +103,20 @@ impl ControllerState {
             delivery,
             config: Arc::new(config),
             metrics,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads campaign time from `clock` instead of the system clock (give the scheduler the
+    /// same one, see [`ControllerState::clock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock of campaign time, for the scheduler.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
     }
 }
 

@@ -34,7 +34,11 @@
 //! due while a campaign is paused are skipped, not sent late: the resume must call
 //! [`skip_missed_firings`] before it moves the campaign back to `Scheduled`.
 //!
-//! Time comes from a [`Clock`], so tests run the scheduler on a clock they move.
+//! Time comes from a [`Clock`], so tests run the scheduler on a clock they move, and
+//! end-to-end tests and demos on a [`SimulatedClock`]. Firings are worked out in the clock's
+//! campaign time ([`Clock::now_ms`]); claims' leases are judged by [`Clock::lease_now_ms`],
+//! real time for every clock a controller runs on, so a lease keeps its real length however
+//! fast campaign time runs.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -46,20 +50,7 @@ use ringpush_store::{CampaignRecord, CampaignState, Claim, Store, StoreError};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Where the scheduler reads the time (milliseconds since the Unix epoch).
-pub trait Clock: Send + Sync {
-    fn now_ms(&self) -> i64;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        ringpush_store::now_ms()
-    }
-}
+pub use crate::clock::{Clock, SimulatedClock, SystemClock};
 
 /// Sends one firing of a campaign; the controller implements it over its send path.
 #[async_trait]
@@ -228,10 +219,7 @@ impl Scheduler {
             for firing in firings {
                 let key = (campaign.id.clone(), firing.name.clone());
                 in_window.insert(key.clone());
-                if !self
-                    .handle_firing(&campaign, firing, now, &mut report)
-                    .await
-                {
+                if !self.handle_firing(&campaign, firing, &mut report).await {
                     all_done = false;
                 }
             }
@@ -270,7 +258,6 @@ impl Scheduler {
         &mut self,
         campaign: &Arc<CampaignRecord>,
         firing: Firing,
-        now: i64,
         report: &mut TickReport,
     ) -> bool {
         let key = (campaign.id.clone(), firing.name.clone());
@@ -289,7 +276,7 @@ impl Scheduler {
                 &firing.name,
                 &self.config.owner,
                 self.config.lease_ms,
-                now,
+                self.clock.lease_now_ms(),
             )
             .await;
         match claim {
@@ -772,6 +759,65 @@ mod tests {
         fixture.clock.advance(SECOND);
         assert_eq!(tick(&mut survivor).await.finished, ["cmp_once".to_owned()]);
         assert_eq!(recorder.fired().len(), 1);
+    }
+
+    /// Campaign time that the test moves apart from lease time, as a simulated clock does.
+    struct SplitClock {
+        campaign: AtomicI64,
+        lease: AtomicI64,
+    }
+
+    impl Clock for SplitClock {
+        fn now_ms(&self) -> i64 {
+            self.campaign.load(Ordering::SeqCst)
+        }
+        fn lease_now_ms(&self) -> i64 {
+            self.lease.load(Ordering::SeqCst)
+        }
+    }
+
+    #[tokio::test]
+    async fn leases_are_judged_on_the_lease_clock_however_fast_campaign_time_runs() {
+        let at = at(9, 0);
+        let fixture = fixture(at);
+        fixture
+            .put("cmp_once", Schedule::Once { at_ms: at }, at - MINUTE)
+            .await;
+        let real_start = 1_000_000;
+        let clock = Arc::new(SplitClock {
+            campaign: AtomicI64::new(at),
+            lease: AtomicI64::new(real_start),
+        });
+        let scheduler_on = |owner: &str, executor: Arc<Recorder>| {
+            let config = SchedulerConfig {
+                lease_ms: LEASE_MS,
+                ..SchedulerConfig::new(owner.to_owned())
+            };
+            let clock: Arc<dyn Clock> = clock.clone();
+            Scheduler::new(Arc::clone(&fixture.store), executor, clock, config)
+        };
+        let stalled = Recorder::hanging();
+        let mut dying = scheduler_on("ctl-dying", stalled.clone());
+        assert_eq!(dying.tick().await.started.len(), 1);
+        while stalled.fired().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        drop(dying);
+        let recorder = Arc::new(Recorder::default());
+        let mut survivor = scheduler_on("ctl-survivor", recorder.clone());
+        // Campaign time runs far past the lease (still inside the look-back); real time does
+        // not: the claim still holds.
+        clock
+            .campaign
+            .store(at + 20 * LEASE_MS as i64, Ordering::SeqCst);
+        assert_eq!(tick(&mut survivor).await, TickReport::default());
+        assert!(recorder.fired().is_empty());
+        // Once real time has passed the lease, the survivor takes the firing over.
+        clock
+            .lease
+            .store(real_start + LEASE_MS as i64, Ordering::SeqCst);
+        assert_eq!(tick(&mut survivor).await.started.len(), 1);
+        assert_eq!(recorder.fired()[0].key, stalled.fired()[0].key);
     }
 
     #[tokio::test]

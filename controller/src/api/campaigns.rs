@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
-use ringpush_store::{AppRecord, CampaignRecord, CampaignState, Schedule, now_ms};
+use ringpush_store::{AppRecord, CampaignRecord, CampaignState, Schedule};
 use serde::{Deserialize, Serialize};
 
 use super::stats::{StatsResponse, stats_of};
@@ -73,9 +73,9 @@ pub(crate) async fn create_campaign(
     let message: SendRequest = serde_json::from_value(request.message.clone())
         .map_err(|error| ApiError::InvalidRequest(format!("message: {error}")))?;
     message.validate(&state.config)?;
-    let schedule = request
-        .schedule
-        .unwrap_or(Schedule::Once { at_ms: now_ms() });
+    // Campaign time (the scheduler's clock): a simulated clock runs campaigns on its own time.
+    let now_ms = state.clock.now_ms();
+    let schedule = request.schedule.unwrap_or(Schedule::Once { at_ms: now_ms });
     ringpush_schedule::validate(&schedule)
         .map_err(|error| ApiError::InvalidRequest(format!("schedule: {error}")))?;
     if let Some(rate) = request.throttle_per_second
@@ -94,7 +94,7 @@ pub(crate) async fn create_campaign(
         schedule,
         throttle_per_second: request.throttle_per_second,
         state: CampaignState::Scheduled,
-        created_at_ms: now_ms(),
+        created_at_ms: now_ms,
     };
     state.store.campaigns().put_campaign(&record).await?;
     tracing::info!(app_id = %app.id, campaign_id = %record.id, "campaign created");
@@ -171,7 +171,7 @@ pub(crate) async fn change_campaign(
         crate::scheduler::skip_missed_firings(
             state.store.as_ref(),
             &campaign,
-            now_ms(),
+            state.clock.now_ms(),
             crate::scheduler::DEFAULT_LOOKBACK_MS,
         )
         .await
