@@ -5,6 +5,8 @@
 
 pub use ringpush_harness::*;
 
+pub mod audiences;
+pub mod campaigns;
 pub mod devices;
 
 /// The `ringpush` binary cargo built for these tests (the harness finds the same one).
