@@ -217,6 +217,30 @@ fn message_line(message: &ringpush_sdk::Message) -> Value {
     if message.skipped_before > 0 {
         line["skipped_before"] = json!(message.skipped_before);
     }
+    if let Some(key) = &message.collapse_key {
+        line["collapse_key"] = json!(key);
+    }
+    if message.priority == ringpush_sdk::Priority::High {
+        line["priority"] = json!("high");
+    }
+    if let Some(notification) = &message.notification {
+        let mut shown = serde_json::Map::new();
+        let fields = [
+            ("title", notification.title.as_ref().map(|t| json!(t))),
+            ("body", notification.body.as_ref().map(|b| json!(b))),
+            (
+                "deep_link",
+                notification.deep_link.as_ref().map(|l| json!(l)),
+            ),
+            ("badge", notification.badge.map(|b| json!(b))),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                shown.insert(name.to_owned(), value);
+            }
+        }
+        line["notification"] = Value::Object(shown);
+    }
     line
 }
 

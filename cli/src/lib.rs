@@ -51,7 +51,7 @@ pub enum Command {
         command: client::AppCommand,
     },
     /// Send a push to devices, aliases or an audience, now or on a schedule; prints the JSON answer.
-    Send(send::SendArgs),
+    Send(Box<send::SendArgs>),
     /// Act as a device: register (or reuse --identity), then print each message as a JSON line.
     Listen(client::ListenArgs),
     /// Print the default settings as TOML (a starting point for --config).
@@ -101,7 +101,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Dispatcher(args) => serve::dispatcher(args).await,
         Command::Controller(args) => serve::controller(args).await,
         Command::App { command } => client::app(command).await,
-        Command::Send(args) => send::send(args).await,
+        Command::Send(args) => send::send(*args).await,
         Command::Listen(args) => client::listen(args).await,
         Command::Config => {
             print!("{}", settings::Settings::default_toml());

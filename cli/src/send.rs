@@ -43,7 +43,7 @@ pub struct SendArgs {
     pub broadcast: bool,
 
     /// The payload as text.
-    #[arg(long, conflicts_with = "json", required_unless_present = "json")]
+    #[arg(long, conflicts_with = "json")]
     pub data: Option<String>,
     /// The payload as JSON.
     #[arg(long)]
@@ -54,6 +54,25 @@ pub struct SendArgs {
     /// Makes a retried send safe: the same key answers the same message ids.
     #[arg(long)]
     pub idempotency_key: Option<String>,
+
+    /// A notification title (a notification may stand without --data or --json).
+    #[arg(long)]
+    pub title: Option<String>,
+    /// A notification body.
+    #[arg(long)]
+    pub body: Option<String>,
+    /// A URL the app opens when the notification is tapped, e.g. myapp://orders/42.
+    #[arg(long)]
+    pub deep_link: Option<String>,
+    /// The number to show on the app's icon.
+    #[arg(long)]
+    pub badge: Option<u32>,
+    /// A newer pending message with the same key replaces an older one.
+    #[arg(long)]
+    pub collapse_key: Option<String>,
+    /// How urgent the message is.
+    #[arg(long, value_parser = ["normal", "high"])]
+    pub priority: Option<String>,
 
     /// Send at this time (RFC 3339, e.g. 2026-11-23T09:00:00Z), as a campaign.
     #[arg(long)]
@@ -98,12 +117,27 @@ fn rfc3339_ms(text: &str, flag: &str) -> anyhow::Result<i64> {
 impl SendArgs {
     /// The send request body.
     fn message(&self) -> anyhow::Result<Value> {
-        let data: Value = match (&self.data, &self.json) {
-            (Some(text), _) => Value::String(text.clone()),
-            (None, Some(text)) => serde_json::from_str(text).context("--json is not valid JSON")?,
-            (None, None) => bail!("give the payload with --data or --json"),
-        };
-        let mut body = json!({ "data": data });
+        let notification = self.notification();
+        let mut body = json!({});
+        match (&self.data, &self.json) {
+            (Some(text), _) => body["data"] = Value::String(text.clone()),
+            (None, Some(text)) => {
+                body["data"] = serde_json::from_str(text).context("--json is not valid JSON")?;
+            }
+            (None, None) if notification.is_some() => {}
+            (None, None) => bail!(
+                "give the payload with --data or --json, or a notification with --title or --body"
+            ),
+        }
+        if let Some(notification) = notification {
+            body["notification"] = notification;
+        }
+        if let Some(key) = &self.collapse_key {
+            body["collapse_key"] = json!(key);
+        }
+        if let Some(priority) = &self.priority {
+            body["priority"] = json!(priority);
+        }
         if !self.devices.is_empty() {
             body["device_ids"] = json!(self.devices);
         } else if !self.aliases.is_empty() {
@@ -121,6 +155,23 @@ impl SendArgs {
             body["ttl_seconds"] = json!(ttl);
         }
         Ok(body)
+    }
+
+    /// The notification shape of the flags, if any was given.
+    fn notification(&self) -> Option<Value> {
+        let mut notification = serde_json::Map::new();
+        let fields = [
+            ("title", self.title.as_ref().map(|t| json!(t))),
+            ("body", self.body.as_ref().map(|b| json!(b))),
+            ("deep_link", self.deep_link.as_ref().map(|l| json!(l))),
+            ("badge", self.badge.map(|b| json!(b))),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                notification.insert(name.to_owned(), value);
+            }
+        }
+        (!notification.is_empty()).then_some(Value::Object(notification))
     }
 
     /// The campaign schedule, if the send is a campaign.

@@ -28,7 +28,7 @@ use crate::shard::{DeliverBatch, Shard};
 
 /// The frame a device gets for a stored message.
 pub(crate) fn push_of(device: DeviceId, message: StoredMessage) -> Push {
-    Push {
+    let mut push = Push {
         message_id: MessageId {
             device,
             seq: message.seq,
@@ -41,7 +41,10 @@ pub(crate) fn push_of(device: DeviceId, message: StoredMessage) -> Push {
         expires_at_ms: message.expires_at_ms,
         stream: 0,
         campaign_id: String::new(),
-    }
+        ..Push::default()
+    };
+    message.options.apply_to(&mut push);
+    push
 }
 
 impl Shard {

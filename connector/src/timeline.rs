@@ -103,7 +103,7 @@ pub(crate) enum Offer {
 
 /// The frame a device gets for a timeline entry.
 pub(crate) fn timeline_push(entry: TimelineEntry) -> Push {
-    Push {
+    let mut push = Push {
         message_id: entry.message_id,
         seq: entry.seq,
         payload: entry.payload,
@@ -112,7 +112,33 @@ pub(crate) fn timeline_push(entry: TimelineEntry) -> Push {
         expires_at_ms: entry.expires_at_ms,
         stream: TIMELINE_STREAM,
         campaign_id: entry.campaign_id.unwrap_or_default(),
+        ..Push::default()
+    };
+    entry.options.apply_to(&mut push);
+    push
+}
+
+/// Of entries a device catches up on, in timeline order, drops each one that a later entry
+/// with the same collapse key replaces: a device coming back gets the latest score, not every
+/// score since it left. (Within one read; entries sent live were sent as they came.)
+pub(crate) fn newest_per_collapse_key(entries: Vec<TimelineEntry>) -> Vec<TimelineEntry> {
+    if entries
+        .iter()
+        .all(|entry| entry.options.collapse_key.is_none())
+    {
+        return entries;
     }
+    let mut later_keys = std::collections::HashSet::new();
+    let mut kept: Vec<TimelineEntry> = entries
+        .into_iter()
+        .rev()
+        .filter(|entry| match &entry.options.collapse_key {
+            Some(key) => later_keys.insert(key.clone()),
+            None => true,
+        })
+        .collect();
+    kept.reverse();
+    kept
 }
 
 impl Shard {
@@ -272,7 +298,7 @@ impl Shard {
             position = position.max(page.head).max(covered);
         }
         conn.timeline_seq = position;
-        for entry in for_device {
+        for entry in newest_per_collapse_key(for_device) {
             self.queue_push(key, timeline_push(entry));
         }
         self.flush();
@@ -295,5 +321,50 @@ impl Shard {
             busy.timeline = TimelineCatchUp::default();
         }
         trim_busy(conn, stats);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ringpush_store::{ContentType, MessageOptions};
+
+    use super::*;
+
+    fn entry(seq: u64, collapse_key: Option<&str>) -> TimelineEntry {
+        TimelineEntry {
+            seq,
+            message_id: format!("m{seq}"),
+            audience: "everyone".into(),
+            payload: Vec::new(),
+            content_type: ContentType::Text,
+            created_at_ms: 0,
+            expires_at_ms: 1,
+            campaign_id: None,
+            options: MessageOptions {
+                collapse_key: collapse_key.map(str::to_owned),
+                ..MessageOptions::default()
+            },
+        }
+    }
+
+    #[test]
+    fn only_the_newest_entry_of_a_collapse_key_is_kept() {
+        let entries = vec![
+            entry(1, Some("score")),
+            entry(2, None),
+            entry(3, Some("weather")),
+            entry(4, Some("score")),
+            entry(5, None),
+        ];
+        let kept: Vec<u64> = newest_per_collapse_key(entries)
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(kept, [2, 3, 4, 5]);
+        let plain: Vec<u64> = newest_per_collapse_key(vec![entry(1, None), entry(2, None)])
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(plain, [1, 2]);
     }
 }

@@ -22,6 +22,7 @@ pub mod campaign_fire;
 pub mod clock;
 pub mod delivery;
 pub mod error;
+pub mod message_options;
 pub mod scheduler;
 pub mod send;
 pub mod target;

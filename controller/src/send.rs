@@ -100,6 +100,7 @@ impl ControllerState {
                     .idempotency_key
                     .as_ref()
                     .map(|key| format!("{key}:{index}")),
+                options: send.options.clone(),
             })
             .collect();
         let appended = self.store.append(&messages, self.config.inbox).await?;
@@ -122,19 +123,19 @@ impl ControllerState {
             }
             .to_string();
             message_ids.push(id.clone());
-            outgoing.push(Outgoing::new(
-                message.device,
-                Push {
-                    message_id: id,
-                    seq: appended.seq,
-                    payload: message.payload,
-                    content_type: send.content_type.mime().to_owned(),
-                    created_at_ms,
-                    expires_at_ms,
-                    stream: 0,
-                    campaign_id: context.campaign_id.clone().unwrap_or_default(),
-                },
-            ));
+            let mut push = Push {
+                message_id: id,
+                seq: appended.seq,
+                payload: message.payload,
+                content_type: send.content_type.mime().to_owned(),
+                created_at_ms,
+                expires_at_ms,
+                stream: 0,
+                campaign_id: context.campaign_id.clone().unwrap_or_default(),
+                ..Push::default()
+            };
+            message.options.apply_to(&mut push);
+            outgoing.push(Outgoing::new(message.device, push));
         }
         match context.throttle_per_second {
             Some(rate) => self.delivery.send_paced(outgoing, rate).await,
@@ -162,6 +163,7 @@ impl ControllerState {
             expires_at_ms,
             campaign_id: context.campaign_id.clone(),
             idempotency_key: context.idempotency_key.clone(),
+            options: send.options.clone(),
         };
         let appended = self
             .store
@@ -177,7 +179,7 @@ impl ControllerState {
                 self.count(app, campaign, Counter::Targeted, targeted).await;
             }
         }
-        let push = Push {
+        let mut push = Push {
             message_id: message_id.clone(),
             seq: appended.seq,
             payload: send.payload,
@@ -186,7 +188,9 @@ impl ControllerState {
             expires_at_ms,
             stream: 1,
             campaign_id: context.campaign_id.clone().unwrap_or_default(),
+            ..Push::default()
         };
+        send.options.apply_to(&mut push);
         self.delivery
             .broadcast(app.id, &entry.audience, push, context.throttle_per_second)
             .await;

@@ -5,7 +5,9 @@
 
 use ringpush_audience::Audience;
 use ringpush_protocol::DeviceId;
-use ringpush_store::ContentType;
+use ringpush_store::{ContentType, MessageOptions};
+
+use crate::message_options::{NotificationRequest, validate_options};
 use serde::{Deserialize, Serialize};
 
 use crate::ControllerConfig;
@@ -33,6 +35,15 @@ pub struct SendRequest {
     pub data: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_seconds: Option<u64>,
+    /// A newer pending message with the same key replaces an older one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collapse_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `"normal"` (the default) or `"high"`.
+    pub priority: Option<String>,
+    /// What to show: title, body, deep link, badge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification: Option<NotificationRequest>,
 }
 
 /// Who a message goes to.
@@ -53,6 +64,7 @@ pub struct Send {
     pub payload: Vec<u8>,
     pub content_type: ContentType,
     pub ttl_seconds: u64,
+    pub options: MessageOptions,
 }
 
 impl SendRequest {
@@ -128,7 +140,16 @@ impl SendRequest {
     /// The whole send: target, payload and TTL, within the configured limits.
     pub fn validate(&self, config: &ControllerConfig) -> Result<Send, ApiError> {
         let target = self.target(config)?;
-        let (payload, content_type) = encode_data(self.data.clone(), config.max_payload_bytes)?;
+        let options = validate_options(
+            self.collapse_key.as_deref(),
+            self.priority.as_deref(),
+            self.notification.as_ref(),
+        )?;
+        let (payload, content_type) = encode_data(
+            self.data.clone(),
+            options.notification.is_some(),
+            config.max_payload_bytes,
+        )?;
         let ttl_seconds = self.ttl_seconds.unwrap_or(config.default_ttl_seconds);
         if ttl_seconds == 0 || ttl_seconds > config.max_ttl_seconds {
             return Err(ApiError::InvalidRequest(format!(
@@ -141,19 +162,25 @@ impl SendRequest {
             payload,
             content_type,
             ttl_seconds,
+            options,
         })
     }
 }
 
-/// A string is sent as text; any other JSON value as compact JSON.
+/// A string is sent as text; any other JSON value as compact JSON. Data may be left out
+/// when a notification says what to show (the payload is then empty text).
 fn encode_data(
     data: Option<serde_json::Value>,
+    has_notification: bool,
     max_payload_bytes: usize,
 ) -> Result<(Vec<u8>, ContentType), ApiError> {
     let (payload, content_type) = match data {
+        None | Some(serde_json::Value::Null) if has_notification => {
+            return Ok((Vec::new(), ContentType::Text));
+        }
         None | Some(serde_json::Value::Null) => {
             return Err(ApiError::InvalidRequest(
-                "data is required: a string or any JSON value".into(),
+                "data or notification is required: data as a string or any JSON value".into(),
             ));
         }
         Some(serde_json::Value::String(text)) => (text.into_bytes(), ContentType::Text),

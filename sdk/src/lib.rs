@@ -86,7 +86,7 @@ pub use backoff::BackoffConfig;
 pub use client::Client;
 pub use config::Config;
 pub use error::{Error, Result};
-pub use message::{CONTENT_TYPE_JSON, Message};
+pub use message::{CONTENT_TYPE_JSON, Message, Notification, Priority};
 pub use registration::{Identity, register};
 pub use ringpush_audience::DeviceAttributes;
 pub use ringpush_protocol::{AppId, DeviceId};

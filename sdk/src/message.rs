@@ -30,10 +30,45 @@ pub struct Message {
     pub expires_at_ms: i64,
     /// The campaign the message belongs to, if any.
     pub campaign_id: Option<String>,
-    /// How many inbox seqs were skipped just before this message: messages that expired or
-    /// were dropped by the inbox cap before they could be delivered. 0 in the usual case, and
-    /// always 0 on the timeline (its gaps are messages for other audiences).
+    /// How many inbox seqs were skipped just before this message: messages that expired, were
+    /// dropped by the inbox cap, or were replaced by a newer message with the same collapse
+    /// key before they could be delivered. 0 in the usual case, and always 0 on the timeline
+    /// (its gaps are messages for other audiences).
     pub skipped_before: u64,
+    /// The sender's collapse key: a newer message with the same key replaces this one, so an
+    /// app showing messages may replace what it shows under the same key.
+    pub collapse_key: Option<String>,
+    /// How urgent the sender says the message is.
+    pub priority: Priority,
+    /// What to show, if the sender shaped a notification (else the message is data only).
+    pub notification: Option<Notification>,
+}
+
+/// How urgent the sender says a message is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Priority {
+    /// The usual.
+    #[default]
+    Normal,
+    /// Worth interrupting the user for (gateways map it to the platform's high priority).
+    High,
+}
+
+/// A notification as the sender shaped it; every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notification {
+    /// The notification's title.
+    pub title: Option<String>,
+    /// The notification's text.
+    pub body: Option<String>,
+    /// A URL the app opens when the user taps the notification.
+    pub deep_link: Option<String>,
+    /// The number to show on the app's icon; `None`: leave it as it is.
+    pub badge: Option<u32>,
+}
+
+fn non_empty(text: String) -> Option<String> {
+    Some(text).filter(|text| !text.is_empty())
 }
 
 impl Message {
@@ -46,8 +81,20 @@ impl Message {
             content_type: push.content_type,
             created_at_ms: push.created_at_ms,
             expires_at_ms: push.expires_at_ms,
-            campaign_id: Some(push.campaign_id).filter(|id| !id.is_empty()),
+            campaign_id: non_empty(push.campaign_id),
             skipped_before,
+            collapse_key: non_empty(push.collapse_key),
+            priority: match ringpush_protocol::device::Priority::try_from(push.priority) {
+                Ok(ringpush_protocol::device::Priority::High) => Priority::High,
+                // An unknown priority from a newer server reads as normal.
+                _ => Priority::Normal,
+            },
+            notification: push.notification.map(|n| Notification {
+                title: non_empty(n.title),
+                body: non_empty(n.body),
+                deep_link: non_empty(n.deep_link),
+                badge: n.badge,
+            }),
         }
     }
 
@@ -104,9 +151,19 @@ mod tests {
             expires_at_ms: 61_000,
             stream: 0,
             campaign_id: String::new(),
+            ..Push::default()
         };
         let message = Message::from_push(push, Stream::Inbox, 2);
         assert_eq!(message.campaign_id, None, "an empty campaign id is none");
+        assert_eq!(
+            (
+                message.collapse_key.clone(),
+                message.priority,
+                message.notification.clone()
+            ),
+            (None, Priority::Normal, None),
+            "no options given, none read"
+        );
         assert!(message.is_json());
         assert_eq!(message.data_str().unwrap(), r#"{"title":"hi"}"#);
         let value: serde_json::Value = message.json().unwrap();
@@ -141,5 +198,32 @@ mod tests {
         assert_eq!(message.stream, Stream::Timeline);
         assert_eq!(message.seq, 77);
         assert_eq!(message.campaign_id.as_deref(), Some("spring-sale"));
+    }
+
+    #[test]
+    fn reads_the_options() {
+        let push = Push {
+            collapse_key: "score".into(),
+            priority: ringpush_protocol::device::Priority::High as i32,
+            notification: Some(ringpush_protocol::device::Notification {
+                title: "Goal".into(),
+                body: String::new(),
+                deep_link: "sports://match/7".into(),
+                badge: Some(0),
+            }),
+            ..Push::default()
+        };
+        let message = Message::from_push(push, Stream::Inbox, 0);
+        assert_eq!(message.collapse_key.as_deref(), Some("score"));
+        assert_eq!(message.priority, Priority::High);
+        assert_eq!(
+            message.notification,
+            Some(Notification {
+                title: Some("Goal".into()),
+                body: None,
+                deep_link: Some("sports://match/7".into()),
+                badge: Some(0),
+            })
+        );
     }
 }

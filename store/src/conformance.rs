@@ -19,8 +19,8 @@ use ringpush_protocol::{AppId, DeviceId, MessageId};
 use ringpush_ring::Member;
 
 use crate::{
-    AppRecord, ContentType, DeviceRecord, InboxLimits, InboxState, MessageStatus, NewMessage,
-    Store, StoreError, now_ms, secret_hash,
+    AppRecord, ContentType, DeviceRecord, InboxLimits, InboxState, MessageOptions, MessageStatus,
+    NewMessage, Notification, Priority, Store, StoreError, now_ms, secret_hash,
 };
 
 // Cases of the other parts of the store, one module each.
@@ -75,6 +75,8 @@ macro_rules! store_conformance_tests {
             mark_delivered_raises_and_clamps,
             message_status_moves_through_every_state,
             idempotent_append_returns_the_same_seq,
+            options_round_trip_through_the_inbox,
+            a_collapse_key_replaces_the_pending_message,
             remember_request_keeps_the_first_fingerprint,
             presence_epochs_grow_and_only_the_holder_clears,
             leases_expire_and_come_sorted,
@@ -130,6 +132,7 @@ fn message(now: i64, device: DeviceId, text: &str, expires_at_ms: i64) -> NewMes
         created_at_ms: now,
         expires_at_ms,
         idempotency_key: None,
+        options: MessageOptions::default(),
     }
 }
 
@@ -677,6 +680,89 @@ pub async fn idempotent_append_returns_the_same_seq(store: &dyn Store) {
         .expect("append");
     assert_eq!((late[0].seq, late[0].duplicate), (1, true));
     assert_eq!(state(store, device, now).await, positions(3, 3, 3, 0));
+}
+
+pub async fn options_round_trip_through_the_inbox(store: &dyn Store) {
+    let (now, far) = clock();
+    let device = DeviceId::random();
+    let options = MessageOptions {
+        collapse_key: None,
+        priority: Priority::High,
+        notification: Some(Notification {
+            title: Some("Your order ✓".to_owned()),
+            body: Some("shipped".to_owned()),
+            deep_link: Some("shop://orders/42".to_owned()),
+            badge: Some(1),
+        }),
+    };
+    let messages = [
+        NewMessage {
+            options: options.clone(),
+            ..message(now, device, "with", far)
+        },
+        message(now, device, "without", far),
+    ];
+    store.append(&messages, NO_CAP).await.expect("append");
+    let read = store.read_inbox(device, 0, 10, now).await.expect("read");
+    assert_eq!(read.len(), 2);
+    assert_eq!(
+        (read[0].options.clone(), read[0].payload.as_slice()),
+        (options, &b"with"[..])
+    );
+    assert_eq!(read[1].options, MessageOptions::default());
+}
+
+fn collapsing(now: i64, device: DeviceId, text: &str, key: &str) -> NewMessage {
+    NewMessage {
+        options: MessageOptions {
+            collapse_key: Some(key.to_owned()),
+            ..MessageOptions::default()
+        },
+        ..message(now, device, text, clock().1)
+    }
+}
+
+pub async fn a_collapse_key_replaces_the_pending_message(store: &dyn Store) {
+    let (now, far) = clock();
+    let (device, other) = (DeviceId::random(), DeviceId::random());
+    let batch = [
+        collapsing(now, device, "score 1:0", "score"),
+        message(now, device, "unrelated", far),
+        collapsing(now, other, "score 1:0", "score"),
+        collapsing(now, device, "score 2:0", "score"),
+    ];
+    store.append(&batch, NO_CAP).await.expect("append");
+    // The older pending one is gone; another key, another device: untouched.
+    assert_eq!(read_seqs(store, device, 0, now).await, [2, 3]);
+    assert_eq!(read_seqs(store, other, 0, now).await, [1]);
+    assert_eq!(state(store, device, now).await, positions(3, 0, 0, 2));
+    let replaced = MessageId { device, seq: 1 };
+    assert_eq!(
+        store.message_status(replaced, now).await.expect("status"),
+        Some(MessageStatus::Expired)
+    );
+    // Once acked, a message is not pending: a newer one with its key replaces nothing.
+    store.ack(&[(device, 3)]).await.expect("ack");
+    store
+        .append(&[collapsing(now, device, "score 3:0", "score")], NO_CAP)
+        .await
+        .expect("append");
+    assert_eq!(read_seqs(store, device, 0, now).await, [4]);
+    assert_eq!(
+        store
+            .message_status(MessageId { device, seq: 3 }, now)
+            .await
+            .expect("status"),
+        Some(MessageStatus::Acked)
+    );
+    // Delivered but not acked is still pending: replaced.
+    store.mark_delivered(&[(device, 4)]).await.expect("mark");
+    store
+        .append(&[collapsing(now, device, "score 4:0", "score")], NO_CAP)
+        .await
+        .expect("append");
+    assert_eq!(read_seqs(store, device, 0, now).await, [5]);
+    assert_eq!(state(store, device, now).await, positions(5, 4, 3, 1));
 }
 
 pub async fn remember_request_keeps_the_first_fingerprint(store: &dyn Store) {

@@ -37,7 +37,8 @@ use idempotency::{live_record, put_record, sweep_expired};
 use inbox::{advance, append_batch, device_range};
 use memory::Volatile;
 use records::{
-    APPS, DEVICES, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, INBOX, POSITIONS, Positions, inbox_key,
+    APPS, COLLAPSE, DEVICES, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, INBOX, POSITIONS, Positions,
+    inbox_key,
 };
 
 /// The store in a redb file. Cheap to clone; every clone shares the file and the memory.
@@ -63,6 +64,7 @@ impl EmbeddedStore {
             transaction.open_table(INBOX)?;
             transaction.open_table(IDEMPOTENCY)?;
             transaction.open_table(IDEMPOTENCY_EXPIRY)?;
+            transaction.open_table(COLLAPSE)?;
             registry::create_tables(&transaction)?;
             timeline::create_tables(&transaction)?;
             stats::create_tables(&transaction)?;

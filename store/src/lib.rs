@@ -16,8 +16,10 @@
 mod campaigns;
 pub mod conformance;
 mod embedded;
+mod inbox_record;
 pub mod membership;
 mod model;
+mod options;
 mod redis_store;
 mod registry;
 mod stats;
@@ -32,6 +34,7 @@ pub use campaigns::{
 };
 pub use embedded::EmbeddedStore;
 pub use model::*;
+pub use options::{MessageOptions, Notification, Priority};
 pub use redis_store::RedisStore;
 pub use registry::RegistryStore;
 pub use stats::{Counter, STATS_TTL_MS, StatIncrement, StatsRecord, StatsStore};

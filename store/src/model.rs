@@ -58,6 +58,9 @@ pub struct NewMessage {
     /// Set for requests made with an `Idempotency-Key`: the app's key, scoped by the caller
     /// (e.g. `"<app>:<key>"`), so a retried request appends nothing new.
     pub idempotency_key: Option<String>,
+    /// Collapse key, priority, notification. With a collapse key, the append removes the
+    /// device's pending message with the same key, if any (its status then reads expired).
+    pub options: crate::MessageOptions,
 }
 
 /// Limits applied on append.
@@ -93,6 +96,7 @@ pub struct StoredMessage {
     pub content_type: ContentType,
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
+    pub options: crate::MessageOptions,
 }
 
 /// A device's inbox positions.

@@ -205,16 +205,19 @@ impl Store for RedisStore {
                 let mut keys = vec![
                     self.keys.meta(message.device),
                     self.keys.inbox(message.device),
+                    self.keys.collapse(message.device),
                 ];
                 if let Some(idempotency_key) = &message.idempotency_key {
                     keys.push(self.keys.append_marker(message.device, idempotency_key));
                 }
+                let collapse_key = message.options.collapse_key.as_deref().unwrap_or_default();
                 let args = vec![
                     codec::member_body(message),
                     message.expires_at_ms.to_string().into_bytes(),
                     limits.max_inbox_len.to_string().into_bytes(),
                     message.created_at_ms.to_string().into_bytes(),
                     IDEMPOTENCY_TTL_MS.to_string().into_bytes(),
+                    collapse_key.as_bytes().to_vec(),
                 ];
                 ScriptCall { keys, args }
             })

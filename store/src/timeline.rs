@@ -24,6 +24,9 @@ pub struct NewTimelineEntry {
     pub campaign_id: Option<String>,
     /// Set for requests made with an idempotency key: a retry appends nothing new.
     pub idempotency_key: Option<String>,
+    /// Collapse key, priority, notification. A collapse key is applied when devices catch
+    /// up: of the entries one read answers, a device gets only the newest it matches.
+    pub options: crate::MessageOptions,
 }
 
 /// An entry as read back from a timeline.
@@ -38,6 +41,7 @@ pub struct TimelineEntry {
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
     pub campaign_id: Option<String>,
+    pub options: crate::MessageOptions,
 }
 
 /// Per-app timelines of audience messages.

@@ -18,6 +18,7 @@ fn entry(message_id: &str) -> NewTimelineEntry {
         expires_at_ms: now_ms() + 3_600_000,
         campaign_id: Some("c-1".to_owned()),
         idempotency_key: Some("campaign:c-1:f".to_owned()),
+        options: Default::default(),
     }
 }
 

@@ -33,6 +33,7 @@ fn message(device: DeviceId, expires_at_ms: i64, key: Option<&str>) -> NewMessag
         created_at_ms: now_ms(),
         expires_at_ms,
         idempotency_key: key.map(str::to_owned),
+        options: Default::default(),
     }
 }
 

@@ -43,6 +43,7 @@ fn entry(message_id: &str, expires_at_ms: i64) -> NewTimelineEntry {
         expires_at_ms,
         campaign_id: None,
         idempotency_key: None,
+        options: Default::default(),
     }
 }
 

@@ -46,6 +46,7 @@ async fn one_batch_spreads_over_every_node() {
             created_at_ms: now,
             expires_at_ms: now + 60_000,
             idempotency_key: None,
+            options: Default::default(),
         })
         .collect();
     let answers = store

@@ -96,6 +96,7 @@ impl Env {
                 created_at_ms: now,
                 expires_at_ms: now + 3_600_000,
                 idempotency_key: None,
+                options: Default::default(),
             })
             .collect();
         let appended = self
@@ -136,6 +137,7 @@ impl Env {
             expires_at_ms: now + 3_600_000,
             campaign_id: campaign.map(str::to_owned),
             idempotency_key: None,
+            options: Default::default(),
         };
         let appended = self
             .store
@@ -152,6 +154,7 @@ impl Env {
             expires_at_ms: entry.expires_at_ms,
             stream: 1,
             campaign_id: campaign.unwrap_or_default().to_owned(),
+            ..Default::default()
         }
     }
 
@@ -349,8 +352,10 @@ pub struct Device {
     pub ws: Ws,
 }
 
-/// What a device reads next.
+/// What a device reads next. (A frame is much larger than a close, and tests match on
+/// frames directly: boxing them would only add noise.)
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     Frame(ServerFrame),
     /// A WebSocket Close with its code.

@@ -234,6 +234,7 @@ impl Cluster {
                 created_at_ms,
                 expires_at_ms: created_at_ms + 3_600_000,
                 idempotency_key: None,
+                options: Default::default(),
             })
             .collect();
         let appended = self
@@ -259,6 +260,7 @@ impl Cluster {
                     expires_at_ms: message.expires_at_ms,
                     stream: 0,
                     campaign_id: String::new(),
+                    ..Default::default()
                 }),
             })
             .collect();
@@ -295,6 +297,7 @@ impl Cluster {
             expires_at_ms: created_at_ms + 3_600_000,
             campaign_id: campaign_id.map(str::to_owned),
             idempotency_key: None,
+            options: Default::default(),
         };
         let appended = self
             .store
@@ -311,6 +314,7 @@ impl Cluster {
             expires_at_ms: entry.expires_at_ms,
             stream: 1,
             campaign_id: campaign_id.unwrap_or_default().to_owned(),
+            ..Default::default()
         };
         for connector in &self.connectors {
             // Best effort, as in the controller: devices not reached read the timeline.

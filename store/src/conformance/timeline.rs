@@ -4,7 +4,9 @@
 use ringpush_protocol::AppId;
 
 use super::clock;
-use crate::{ContentType, NewTimelineEntry, Store, TimelineEntry};
+use crate::{
+    ContentType, MessageOptions, NewTimelineEntry, Notification, Priority, Store, TimelineEntry,
+};
 
 const NO_CAP: u32 = 10_000;
 
@@ -18,6 +20,7 @@ fn entry(now: i64, message_id: &str, expires_at_ms: i64) -> NewTimelineEntry {
         expires_at_ms,
         campaign_id: None,
         idempotency_key: None,
+        options: MessageOptions::default(),
     }
 }
 
@@ -71,6 +74,16 @@ pub async fn timeline_appends_in_order_and_reads_back(store: &dyn Store) {
         expires_at_ms: far + 1,
         campaign_id: Some("campaign-☂".to_owned()),
         idempotency_key: None,
+        options: MessageOptions {
+            collapse_key: Some("score".to_owned()),
+            priority: Priority::High,
+            notification: Some(Notification {
+                title: Some("Goal ⚽".to_owned()),
+                body: Some("2 : 1".to_owned()),
+                deep_link: Some("sports://match/7".to_owned()),
+                badge: Some(2),
+            }),
+        },
     };
     let empty_campaign = NewTimelineEntry {
         campaign_id: Some(String::new()),
@@ -98,6 +111,7 @@ pub async fn timeline_appends_in_order_and_reads_back(store: &dyn Store) {
         created_at_ms: now + 1,
         expires_at_ms: far + 1,
         campaign_id: rich.campaign_id.clone(),
+        options: rich.options.clone(),
     };
     // Compared without printing 70 kB on a failure.
     assert!(read[1] == expected, "entry 2 differs");

@@ -5,7 +5,7 @@ use ringpush_protocol::DeviceId;
 
 use super::idempotency::{live_record, put_record, sweep_expired};
 use super::records::{
-    self, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, INBOX, POSITIONS, Positions, inbox_key,
+    self, COLLAPSE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, INBOX, POSITIONS, Positions, inbox_key,
 };
 use crate::{Appended, IDEMPOTENCY_TTL_MS, InboxLimits, NewMessage, StoreResult, now_ms};
 
@@ -45,6 +45,7 @@ pub(super) fn append_batch(
     let mut inbox = transaction.open_table(INBOX)?;
     let mut markers = transaction.open_table(IDEMPOTENCY)?;
     let mut expiry = transaction.open_table(IDEMPOTENCY_EXPIRY)?;
+    let mut collapse = transaction.open_table(COLLAPSE)?;
     // Markers expire by the wall clock, as Redis keys do.
     let wall_now_ms = now_ms();
     let mut answers = Vec::with_capacity(messages.len());
@@ -75,14 +76,20 @@ pub(super) fn append_batch(
             .unwrap_or_default();
         state.last_seq += 1;
         let seq = state.last_seq;
-        let value = records::inbox_value(
-            message.created_at_ms,
-            message.expires_at_ms,
-            message.content_type,
-            &message.payload,
-        );
+        let value = crate::inbox_record::entry_body(message);
         inbox.insert(&inbox_key(device, seq), value.as_slice())?;
         state.rows += 1;
+        if let Some(key) = &message.options.collapse_key {
+            // The device's pending message with this key, if any, is replaced (an acked one
+            // is no longer in the inbox).
+            let key = records::collapse_key(device, key);
+            let older = collapse.insert(key.as_slice(), seq)?.map(|seq| seq.value());
+            if let Some(older) = older
+                && inbox.remove(&inbox_key(device, older))?.is_some()
+            {
+                state.rows -= 1;
+            }
+        }
         let mut dropped = 0;
         while state.rows > u64::from(limits.max_inbox_len) {
             let Some(expires_at_ms) = pop_oldest(&mut inbox, device)? else {

@@ -8,14 +8,15 @@
 //! | `apps` | app id (8) | server key hash (32), client key hash (32), created_at (8), name (UTF-8) |
 //! | `devices` | device id (16) | app id (8), token hash (32), created_at (8) |
 //! | `positions` | device id (16) | last seq, delivered, acked, inbox rows (8 each) |
-//! | `inbox` | device id (16) ++ seq (8) | created_at (8), expires_at (8), content type (1: 0 JSON, 1 text), payload |
+//! | `inbox` | device id (16) ++ seq (8) | the entry body of `crate::inbox_record` |
 //! | `idempotency` | scope (1: `m` append marker, `r` request) ++ device or app id ++ key | expires_at (8) ++ seq (8) or fingerprint (32) |
 //! | `idempotency_expiry` | expires_at (8) ++ idempotency key | (), to sweep expired records in expiry order |
+//! | `collapse` | device id (16) ++ collapse key (UTF-8) | seq (8) of the device's latest message with the key |
 
 use redb::TableDefinition;
 use ringpush_protocol::{AppId, DeviceId};
 
-use crate::{AppRecord, ContentType, DeviceRecord, StoreError, StoreResult, StoredMessage};
+use crate::{AppRecord, DeviceRecord, StoreError, StoreResult, StoredMessage, inbox_record};
 
 pub(super) const APPS: TableDefinition<&[u8; 8], &[u8]> = TableDefinition::new("apps");
 pub(super) const DEVICES: TableDefinition<&[u8; 16], &[u8; 48]> = TableDefinition::new("devices");
@@ -25,6 +26,14 @@ pub(super) const INBOX: TableDefinition<&[u8; 24], &[u8]> = TableDefinition::new
 pub(super) const IDEMPOTENCY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("idempotency");
 pub(super) const IDEMPOTENCY_EXPIRY: TableDefinition<&[u8], ()> =
     TableDefinition::new("idempotency_expiry");
+pub(super) const COLLAPSE: TableDefinition<&[u8], u64> = TableDefinition::new("collapse");
+
+/// Key of a device's collapse key in `collapse`.
+pub(super) fn collapse_key(device: DeviceId, key: &str) -> Vec<u8> {
+    let mut bytes = device.0.to_be_bytes().to_vec();
+    bytes.extend_from_slice(key.as_bytes());
+    bytes
+}
 
 /// Scope byte of an append marker in `idempotency`.
 const APPEND_MARKER: u8 = b'm';
@@ -44,54 +53,15 @@ pub(super) fn inbox_key_seq(key: &[u8; 24]) -> u64 {
     u64::from_be_bytes(word(&key[16..]))
 }
 
-/// An inbox entry's value.
-pub(super) fn inbox_value(
-    created_at_ms: i64,
-    expires_at_ms: i64,
-    content_type: ContentType,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut value = Vec::with_capacity(17 + payload.len());
-    value.extend_from_slice(&created_at_ms.to_be_bytes());
-    value.extend_from_slice(&expires_at_ms.to_be_bytes());
-    value.push(match content_type {
-        ContentType::Json => 0,
-        ContentType::Text => 1,
-    });
-    value.extend_from_slice(payload);
-    value
-}
-
 /// When an inbox entry expires, read without copying its payload.
 pub(super) fn inbox_value_expires_at(value: &[u8]) -> StoreResult<i64> {
-    value
-        .get(8..16)
-        .map(|bytes| i64::from_be_bytes(word(bytes)))
-        .ok_or_else(|| corrupt("inbox", "entry shorter than its header"))
+    inbox_record::body_expires_at(value).map_err(|detail| corrupt("inbox", &detail))
 }
 
 /// An inbox entry read back.
 pub(super) fn decode_inbox_entry(key: &[u8; 24], value: &[u8]) -> StoreResult<StoredMessage> {
-    if value.len() < 17 {
-        return Err(corrupt("inbox", "entry shorter than its header"));
-    }
-    let content_type = match value[16] {
-        0 => ContentType::Json,
-        1 => ContentType::Text,
-        other => {
-            return Err(corrupt(
-                "inbox",
-                &format!("unknown content type byte {other}"),
-            ));
-        }
-    };
-    Ok(StoredMessage {
-        seq: inbox_key_seq(key),
-        created_at_ms: i64::from_be_bytes(word(&value[..8])),
-        expires_at_ms: i64::from_be_bytes(word(&value[8..16])),
-        content_type,
-        payload: value[17..].to_vec(),
-    })
+    inbox_record::decode_entry(inbox_key_seq(key), value)
+        .map_err(|detail| corrupt("inbox", &detail))
 }
 
 /// A device's inbox positions and how many inbox rows it has (expired or not), kept so that

@@ -1,16 +1,8 @@
 //! How records are laid out in Redis values.
 //!
-//! An inbox member is binary, all integers big-endian:
-//!
-//! | bytes | field |
-//! |---|---|
-//! | 0..8 | seq (u64): members are unique, and sort by seq within a score |
-//! | 8..16 | created_at_ms (i64) |
-//! | 16..24 | expires_at_ms (i64): the Lua scripts read it here |
-//! | 24 | content type: 0 JSON, 1 text |
-//! | 25.. | payload |
-//!
-//! The Rust side builds bytes 8.. ([`member_body`]); the append script prepends the seq it
+//! An inbox member is the seq (u64, big-endian: members are unique, and sort by seq within a
+//! score) followed by the entry body of `crate::inbox_record`. The Rust side builds the body
+//! ([`member_body`]); the append script prepends the seq it
 //! draws. Apps and devices are hashes of text fields, hashes in hex.
 
 use std::collections::HashMap;
@@ -20,52 +12,21 @@ use ringpush_ring::Member;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AppRecord, ContentType, DeviceRecord, NewMessage, StoreError, StoreResult, StoredMessage,
+    AppRecord, DeviceRecord, NewMessage, StoreError, StoreResult, StoredMessage, inbox_record,
 };
-
-/// Length of a member before its payload.
-const MEMBER_HEADER_LEN: usize = 25;
 
 /// Bytes 8.. of an inbox member: everything but the seq.
 pub(super) fn member_body(message: &NewMessage) -> Vec<u8> {
-    let mut body = Vec::with_capacity(MEMBER_HEADER_LEN - 8 + message.payload.len());
-    body.extend_from_slice(&message.created_at_ms.to_be_bytes());
-    body.extend_from_slice(&message.expires_at_ms.to_be_bytes());
-    body.push(content_type_byte(message.content_type));
-    body.extend_from_slice(&message.payload);
-    body
+    inbox_record::entry_body(message)
 }
 
 /// Reads an inbox member back; `key` names the inbox in the error.
 pub(super) fn decode_member(key: &str, member: &[u8]) -> StoreResult<StoredMessage> {
-    let corrupt = |detail: &str| corrupt(key, detail);
-    if member.len() < MEMBER_HEADER_LEN {
-        return Err(corrupt("inbox member shorter than its header"));
-    }
-    let word = |at: usize| -> [u8; 8] {
-        let mut bytes = [0; 8];
-        bytes.copy_from_slice(&member[at..at + 8]);
-        bytes
+    let Some((seq, body)) = member.split_first_chunk::<8>() else {
+        return Err(corrupt(key, "inbox member shorter than its seq"));
     };
-    let content_type = match member[24] {
-        0 => ContentType::Json,
-        1 => ContentType::Text,
-        other => return Err(corrupt(&format!("unknown content type byte {other}"))),
-    };
-    Ok(StoredMessage {
-        seq: u64::from_be_bytes(word(0)),
-        created_at_ms: i64::from_be_bytes(word(8)),
-        expires_at_ms: i64::from_be_bytes(word(16)),
-        content_type,
-        payload: member[MEMBER_HEADER_LEN..].to_vec(),
-    })
-}
-
-fn content_type_byte(content_type: ContentType) -> u8 {
-    match content_type {
-        ContentType::Json => 0,
-        ContentType::Text => 1,
-    }
+    inbox_record::decode_entry(u64::from_be_bytes(*seq), body)
+        .map_err(|detail| corrupt(key, &detail))
 }
 
 /// Field, value pairs of an app's hash.
@@ -184,6 +145,7 @@ pub(super) fn corrupt(key: &str, detail: &str) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ContentType;
 
     #[test]
     fn member_round_trip() {
@@ -194,6 +156,7 @@ mod tests {
             created_at_ms: -5,
             expires_at_ms: 1_700_000_000_000,
             idempotency_key: None,
+            options: crate::MessageOptions::default(),
         };
         let mut member = 42u64.to_be_bytes().to_vec();
         member.extend(member_body(&message));

@@ -11,6 +11,7 @@
 //! | `{d:<device>}:meta` | hash | `seq`, `delivered`, `acked`, `presence_connector`, `presence_epoch`, `presence_since` |
 //! | `{d:<device>}:device` | hash | `app` (hex id), `token_hash` (hex), `created_at` |
 //! | `{d:<device>}:inbox` | sorted set | pending messages scored by seq (member layout in `codec.rs`), expires with its last message |
+//! | `{d:<device>}:collapse` | hash | collapse key → seq of the device's latest message with it; expires with the inbox |
 //! | `{d:<device>}:idem:<key>` | string | seq given to an idempotent append, TTL `IDEMPOTENCY_TTL_MS` |
 //! | `app:<app>` | hash | `name`, `server_key_hash`, `client_key_hash` (hex), `created_at` |
 //! | `idem:<app>:<key>` | string | fingerprint (hex) of an idempotent request, TTL `IDEMPOTENCY_TTL_MS` |
@@ -70,6 +71,12 @@ impl Keys {
     /// The device's pending messages.
     pub(super) fn inbox(&self, device: DeviceId) -> String {
         format!("{}{{d:{device}}}:inbox", self.prefix)
+    }
+
+    /// The marker of an idempotent append to this device.
+    /// The device's collapse keys and their latest seqs.
+    pub(super) fn collapse(&self, device: DeviceId) -> String {
+        format!("{}{{d:{device}}}:collapse", self.prefix)
     }
 
     /// The marker of an idempotent append to this device.

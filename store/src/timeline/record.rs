@@ -8,17 +8,18 @@
 //! | 8..16 | created_at_ms (i64) |
 //! | 16..24 | expires_at_ms (i64): the Lua scripts read it here, as in an inbox member |
 //! | 24 | content type: 0 JSON, 1 text |
-//! | 25 | flags: bit 0 set when a campaign id is present |
+//! | 25 | flags: bit 0 set when a campaign id is present, bit 1 when options follow the strings |
 //! | 26..30 | message id length (u32) |
 //! | 30..34 | audience length (u32) |
 //! | 34..38 | campaign id length (u32) |
-//! | 38.. | message id, audience, campaign id (UTF-8), then the payload |
+//! | 38.. | message id, audience, campaign id (UTF-8); with bit 1, the options' length (u32) and the options (JSON, `MessageOptions`); then the payload |
 
-use crate::{ContentType, NewTimelineEntry, TimelineEntry};
+use crate::{ContentType, MessageOptions, NewTimelineEntry, TimelineEntry};
 
 /// Length of the body before its strings (the Redis member's header is 8 bytes more).
 const BODY_HEADER_LEN: usize = 30;
 const HAS_CAMPAIGN: u8 = 1;
+const HAS_OPTIONS: u8 = 2;
 
 /// The entry's bytes after the seq.
 pub(crate) fn entry_body(entry: &NewTimelineEntry) -> Vec<u8> {
@@ -32,17 +33,25 @@ pub(crate) fn entry_body(entry: &NewTimelineEntry) -> Vec<u8> {
         ContentType::Json => 0,
         ContentType::Text => 1,
     });
-    body.push(if entry.campaign_id.is_some() {
-        HAS_CAMPAIGN
-    } else {
-        0
-    });
+    let options = entry.options.encode();
+    let mut flags = 0;
+    if entry.campaign_id.is_some() {
+        flags |= HAS_CAMPAIGN;
+    }
+    if !options.is_empty() {
+        flags |= HAS_OPTIONS;
+    }
+    body.push(flags);
     for text in strings {
         // Ids and audiences are far below 4 GiB (the audience is capped at 1,024 characters).
         body.extend_from_slice(&(text.len() as u32).to_be_bytes());
     }
     for text in strings {
         body.extend_from_slice(text.as_bytes());
+    }
+    if !options.is_empty() {
+        body.extend_from_slice(&(options.len() as u32).to_be_bytes());
+        body.extend_from_slice(&options);
     }
     body.extend_from_slice(&entry.payload);
     body
@@ -83,6 +92,19 @@ pub(crate) fn decode_entry(seq: u64, body: &[u8]) -> Result<TimelineEntry, Strin
     let message_id = next_text(lengths[0])?;
     let audience = next_text(lengths[1])?;
     let campaign_id = next_text(lengths[2])?;
+    let options = if body[17] & HAS_OPTIONS != 0 {
+        let length = body
+            .get(at..at + 4)
+            .map(|bytes| u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
+            .ok_or_else(|| "timeline entry shorter than its options' length".to_owned())?;
+        let bytes = body
+            .get(at + 4..at + 4 + length)
+            .ok_or_else(|| "timeline entry shorter than its options".to_owned())?;
+        at += 4 + length;
+        MessageOptions::decode("timeline entry", bytes).map_err(|error| error.to_string())?
+    } else {
+        MessageOptions::default()
+    };
     Ok(TimelineEntry {
         seq,
         message_id,
@@ -92,6 +114,7 @@ pub(crate) fn decode_entry(seq: u64, body: &[u8]) -> Result<TimelineEntry, Strin
         created_at_ms: i64::from_be_bytes(word(&body[..8])),
         expires_at_ms: i64::from_be_bytes(word(&body[8..16])),
         campaign_id: (body[17] & HAS_CAMPAIGN != 0).then_some(campaign_id),
+        options,
     })
 }
 
@@ -128,7 +151,31 @@ mod tests {
             expires_at_ms: 1_700_000_000_000,
             campaign_id: campaign_id.map(str::to_owned),
             idempotency_key: Some("ignored".to_owned()),
+            options: MessageOptions::default(),
         }
+    }
+
+    #[test]
+    fn options_round_trip_and_keep_the_payload() {
+        let mut new = entry(Some("camp"));
+        new.options = MessageOptions {
+            collapse_key: Some("score".to_owned()),
+            priority: crate::Priority::High,
+            notification: Some(crate::Notification {
+                title: Some("Goal".to_owned()),
+                ..Default::default()
+            }),
+        };
+        let body = entry_body(&new);
+        let read = decode_entry(4, &body).expect("decode");
+        assert_eq!(read.options, new.options);
+        assert_eq!(read.payload, new.payload);
+        assert_eq!(read.campaign_id.as_deref(), Some("camp"));
+        assert_eq!(
+            decode_entry(4, &entry_body(&entry(None))).unwrap().options,
+            MessageOptions::default()
+        );
+        assert!(decode_entry(4, &body[..body.len() - new.payload.len() - 2]).is_err());
     }
 
     #[test]
