@@ -277,12 +277,19 @@ async fn show_progress(url: &str, server_key: &str, wait: Duration) -> anyhow::R
             .with_prefix("acked"),
     );
     let deadline = tokio::time::Instant::now() + wait;
+    let mut last = None;
     loop {
         let response = http.get(url).bearer_auth(server_key).send().await?;
         if response.status().is_success() {
             let stats: Value = response.json().await?;
             let total = |name: &str| stats["totals"][name].as_u64().unwrap_or(0);
             let targeted = total("targeted");
+            last = Some((
+                targeted,
+                total("delivered"),
+                total("acked"),
+                total("pending"),
+            ));
             for bar in [&delivered, &acked] {
                 bar.set_length(targeted);
             }
@@ -302,5 +309,11 @@ async fn show_progress(url: &str, server_key: &str, wait: Duration) -> anyhow::R
     }
     delivered.finish();
     acked.finish();
+    // Without a terminal the bars are not drawn: say where things ended, once.
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && let Some((targeted, delivered, acked, pending)) = last
+    {
+        eprintln!("delivered {delivered}/{targeted}, acked {acked}/{targeted}, pending {pending}");
+    }
     Ok(())
 }

@@ -188,3 +188,98 @@ async fn bad_options_get_clear_errors() {
         );
     }
 }
+
+/// `ringpush send` as a user runs it: notification flags reach the app; `--progress` on an
+/// audience waits until every device acked and, without a terminal, says so on one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_send_command_takes_options_and_reports_progress() {
+    let platform = Platform::start(1).await;
+    let (app, server_key, client_key) = platform.create_app().await;
+    let mut phones = Vec::new();
+    for name in ["a", "b"] {
+        let state = platform.dir.path().join(format!("{name}.json"));
+        phones.push(device(&platform, &app, &client_key, &state).await);
+    }
+    let first_id = phones[0].device_id().to_string();
+    let run = {
+        let (url, app, key) = (
+            platform.controller_url.clone(),
+            app.clone(),
+            server_key.clone(),
+        );
+        move |args: &[&str]| run_send(&url, &app, &key, args)
+    };
+
+    let args = [
+        "send",
+        "--device",
+        &first_id,
+        "--title",
+        "Hi",
+        "--badge",
+        "2",
+        "--priority",
+        "high",
+        "--collapse-key",
+        "greeting",
+    ];
+    let (answer, _) = run(&args);
+    assert!(answer["message_ids"][0].is_string(), "{answer}");
+    let greeting = next(&mut phones[0]).await;
+    assert_eq!(
+        (
+            greeting.notification.clone().and_then(|n| n.badge),
+            greeting.priority
+        ),
+        (Some(2), Priority::High)
+    );
+    assert_eq!(greeting.collapse_key.as_deref(), Some("greeting"));
+
+    // The devices take their messages while the command watches the statistics.
+    let receivers: Vec<_> = phones
+        .into_iter()
+        .map(|mut phone| {
+            tokio::spawn(async move {
+                let message = next(&mut phone).await;
+                phone.close().await;
+                message.data_str().unwrap().to_owned()
+            })
+        })
+        .collect();
+    let (answer, stderr) = tokio::task::spawn_blocking(move || {
+        run(&[
+            "send",
+            "--broadcast",
+            "--data",
+            "everyone",
+            "--progress",
+            "--wait-seconds",
+            "30",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(answer["message_id"].is_string(), "{answer}");
+    assert!(
+        stderr.contains("delivered 2/2, acked 2/2, pending 0"),
+        "the progress ends with everything acked: {stderr}"
+    );
+    for receiver in receivers {
+        assert_eq!(receiver.await.unwrap(), "everyone");
+    }
+}
+
+/// Runs `ringpush` with `args` against a controller; answers its JSON answer and stderr.
+fn run_send(controller: &str, app: &str, server_key: &str, args: &[&str]) -> (Value, String) {
+    let output = std::process::Command::new(support::ringpush_bin())
+        .args(args)
+        .args(["--controller", controller])
+        .env("RINGPUSH_APP_ID", app)
+        .env("RINGPUSH_SERVER_KEY", server_key)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{args:?}: {stderr}");
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    (answer, stderr)
+}
