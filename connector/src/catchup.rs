@@ -40,7 +40,7 @@ pub(crate) fn push_of(device: DeviceId, message: StoredMessage) -> Push {
         created_at_ms: message.created_at_ms,
         expires_at_ms: message.expires_at_ms,
         stream: 0,
-        campaign_id: String::new(),
+        campaign_id: message.campaign_id.unwrap_or_default(),
         ..Push::default()
     };
     message.options.apply_to(&mut push);

@@ -101,6 +101,7 @@ impl ControllerState {
                     .as_ref()
                     .map(|key| format!("{key}:{index}")),
                 options: send.options.clone(),
+                campaign_id: context.campaign_id.clone(),
             })
             .collect();
         let appended = self.store.append(&messages, self.config.inbox).await?;

@@ -133,6 +133,7 @@ fn message(now: i64, device: DeviceId, text: &str, expires_at_ms: i64) -> NewMes
         expires_at_ms,
         idempotency_key: None,
         options: MessageOptions::default(),
+        campaign_id: None,
     }
 }
 
@@ -698,6 +699,7 @@ pub async fn options_round_trip_through_the_inbox(store: &dyn Store) {
     let messages = [
         NewMessage {
             options: options.clone(),
+            campaign_id: Some("campaign-7".to_owned()),
             ..message(now, device, "with", far)
         },
         message(now, device, "without", far),
@@ -709,7 +711,9 @@ pub async fn options_round_trip_through_the_inbox(store: &dyn Store) {
         (read[0].options.clone(), read[0].payload.as_slice()),
         (options, &b"with"[..])
     );
+    assert_eq!(read[0].campaign_id.as_deref(), Some("campaign-7"));
     assert_eq!(read[1].options, MessageOptions::default());
+    assert_eq!(read[1].campaign_id, None);
 }
 
 fn collapsing(now: i64, device: DeviceId, text: &str, key: &str) -> NewMessage {

@@ -6,12 +6,23 @@
 //! |---|---|
 //! | 0..8 | created_at_ms (i64) |
 //! | 8..16 | expires_at_ms (i64): the Redis scripts read it here (member bytes 17..24) |
-//! | 16 | content type in bits 0..7: 0 JSON, 1 text; bit 7 set when options follow |
-//! | 17.. | with bit 7: the options' length (u32) and the options (JSON, `MessageOptions`); then the payload |
+//! | 16 | content type in bits 0..7: 0 JSON, 1 text; bit 7 set when extras follow |
+//! | 17.. | with bit 7: the extras' length (u32) and the extras (JSON: the fields of `MessageOptions` and `campaign_id`); then the payload |
 //!
-//! A message without options has the layout it had before options existed.
+//! A message without options or campaign has the layout it had before they existed.
+
+use serde::{Deserialize, Serialize};
 
 use crate::{ContentType, MessageOptions, NewMessage, StoredMessage};
+
+/// What an entry holds beyond its header and payload, when it holds anything.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Extras {
+    #[serde(flatten)]
+    options: MessageOptions,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    campaign_id: Option<String>,
+}
 
 /// Length of the body before its options and payload.
 pub(crate) const BODY_HEADER_LEN: usize = 17;
@@ -19,7 +30,15 @@ const HAS_OPTIONS: u8 = 0x80;
 
 /// The entry's bytes after the seq.
 pub(crate) fn entry_body(message: &NewMessage) -> Vec<u8> {
-    let options = message.options.encode();
+    let options = if message.options.is_empty() && message.campaign_id.is_none() {
+        Vec::new()
+    } else {
+        let extras = Extras {
+            options: message.options.clone(),
+            campaign_id: message.campaign_id.clone(),
+        };
+        serde_json::to_vec(&extras).expect("extras serialize")
+    };
     let mut body = Vec::with_capacity(BODY_HEADER_LEN + 4 + options.len() + message.payload.len());
     body.extend_from_slice(&message.created_at_ms.to_be_bytes());
     body.extend_from_slice(&message.expires_at_ms.to_be_bytes());
@@ -56,7 +75,7 @@ pub(crate) fn decode_entry(seq: u64, body: &[u8]) -> Result<StoredMessage, Strin
         other => return Err(format!("unknown content type byte {other}")),
     };
     let mut at = BODY_HEADER_LEN;
-    let options = if body[16] & HAS_OPTIONS != 0 {
+    let extras = if body[16] & HAS_OPTIONS != 0 {
         let length = body
             .get(at..at + 4)
             .map(|bytes| u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
@@ -65,9 +84,10 @@ pub(crate) fn decode_entry(seq: u64, body: &[u8]) -> Result<StoredMessage, Strin
             .get(at + 4..at + 4 + length)
             .ok_or_else(|| "inbox entry shorter than its options".to_owned())?;
         at += 4 + length;
-        MessageOptions::decode("inbox entry", bytes).map_err(|error| error.to_string())?
+        serde_json::from_slice::<Extras>(bytes)
+            .map_err(|error| format!("inbox entry extras: {error}"))?
     } else {
-        MessageOptions::default()
+        Extras::default()
     };
     Ok(StoredMessage {
         seq,
@@ -75,7 +95,8 @@ pub(crate) fn decode_entry(seq: u64, body: &[u8]) -> Result<StoredMessage, Strin
         expires_at_ms: i64::from_be_bytes(word(&body[8..16])),
         content_type,
         payload: body[at..].to_vec(),
-        options,
+        options: extras.options,
+        campaign_id: extras.campaign_id,
     })
 }
 
@@ -101,6 +122,7 @@ mod tests {
             expires_at_ms: 1_700_000_000_000,
             idempotency_key: None,
             options,
+            campaign_id: None,
         }
     }
 
@@ -126,7 +148,29 @@ mod tests {
                 (-5, new.expires_at_ms)
             );
             assert_eq!(read.options, new.options);
+            assert_eq!(read.campaign_id, None);
             assert_eq!(body_expires_at(&body), Ok(new.expires_at_ms));
+        }
+    }
+
+    #[test]
+    fn the_campaign_rides_with_or_without_options() {
+        for options in [
+            MessageOptions::default(),
+            MessageOptions {
+                collapse_key: Some("k".into()),
+                ..MessageOptions::default()
+            },
+        ] {
+            let new = NewMessage {
+                campaign_id: Some("camp-1".into()),
+                ..message(options)
+            };
+            let read = decode_entry(1, &entry_body(&new)).expect("decode");
+            assert_eq!(
+                (read.campaign_id.as_deref(), read.options),
+                (Some("camp-1"), new.options)
+            );
         }
     }
 

@@ -61,6 +61,9 @@ pub struct NewMessage {
     /// Collapse key, priority, notification. With a collapse key, the append removes the
     /// device's pending message with the same key, if any (its status then reads expired).
     pub options: crate::MessageOptions,
+    /// The campaign this message belongs to, if any: read back with it, so that a message
+    /// delivered from the inbox still counts for its campaign.
+    pub campaign_id: Option<String>,
 }
 
 /// Limits applied on append.
@@ -97,6 +100,7 @@ pub struct StoredMessage {
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
     pub options: crate::MessageOptions,
+    pub campaign_id: Option<String>,
 }
 
 /// A device's inbox positions.

@@ -23,6 +23,7 @@ fn message(device: DeviceId, text: &str, key: Option<&str>) -> NewMessage {
         expires_at_ms: NOW + 3_600_000,
         idempotency_key: key.map(str::to_owned),
         options: Default::default(),
+        campaign_id: None,
     }
 }
 

@@ -34,6 +34,7 @@ fn message(device: DeviceId, expires_at_ms: i64, key: Option<&str>) -> NewMessag
         expires_at_ms,
         idempotency_key: key.map(str::to_owned),
         options: Default::default(),
+        campaign_id: None,
     }
 }
 

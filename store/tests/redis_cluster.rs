@@ -47,6 +47,7 @@ async fn one_batch_spreads_over_every_node() {
             expires_at_ms: now + 60_000,
             idempotency_key: None,
             options: Default::default(),
+            campaign_id: None,
         })
         .collect();
     let answers = store

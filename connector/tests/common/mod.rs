@@ -97,6 +97,7 @@ impl Env {
                 expires_at_ms: now + 3_600_000,
                 idempotency_key: None,
                 options: Default::default(),
+                campaign_id: None,
             })
             .collect();
         let appended = self

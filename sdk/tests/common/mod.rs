@@ -235,6 +235,7 @@ impl Cluster {
                 expires_at_ms: created_at_ms + 3_600_000,
                 idempotency_key: None,
                 options: Default::default(),
+                campaign_id: None,
             })
             .collect();
         let appended = self

@@ -157,6 +157,7 @@ mod tests {
             expires_at_ms: 1_700_000_000_000,
             idempotency_key: None,
             options: crate::MessageOptions::default(),
+            campaign_id: Some("camp".to_owned()),
         };
         let mut member = 42u64.to_be_bytes().to_vec();
         member.extend(member_body(&message));
@@ -166,6 +167,7 @@ mod tests {
         assert_eq!(stored.expires_at_ms, 1_700_000_000_000);
         assert_eq!(stored.content_type, ContentType::Json);
         assert_eq!(stored.payload, message.payload);
+        assert_eq!(stored.campaign_id.as_deref(), Some("camp"));
     }
 
     #[test]
