@@ -128,9 +128,13 @@ pub async fn run(options: &ThrottleOptions) -> anyhow::Result<Vec<Row>> {
         .max()
         .unwrap_or(0);
     let (_config_dir, controller_args) = controller_args(longest_list)?;
+    // Three runs per rate and round, each its length plus set-up and drain.
+    let runs = (options.rounds * options.rates.len() * 3) as f64;
+    let watchdog = Duration::from_secs_f64(300.0 + runs * (options.seconds + 30.0));
     let platform = Platform::start_with(PlatformOptions {
         connectors: 2,
         controller_args,
+        watchdog,
         ..PlatformOptions::default()
     })
     .await;

@@ -146,27 +146,26 @@ impl DeliveryRouter {
         queue
     }
 
-    /// Queues messages at no more than `per_second` a second, in the background: they are
-    /// durable already, so the caller need not wait for the pacing to finish.
+    /// Queues messages at no more than `per_second` a second, and returns once the last is
+    /// queued: a campaign firing is done only when its paced deliveries are (its claim's
+    /// lease covers them; a controller that dies mid-way leaves the firing to another, which
+    /// sends again under the same idempotency key and delivers what is still pending).
     pub async fn send_paced(&self, messages: Vec<Outgoing>, per_second: u32) {
-        let router = self.clone();
         let shutdown = self.inner.shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(share::PACE_TICK);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            let mut pace = share::Pace::new(per_second, Instant::now());
-            let mut messages = messages.into_iter().peekable();
-            while messages.peek().is_some() {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                let ready = pace.release(Instant::now());
-                if ready > 0 {
-                    router.send(messages.by_ref().take(ready).collect()).await;
-                }
+        let mut tick = tokio::time::interval(share::PACE_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut pace = share::Pace::new(per_second, Instant::now());
+        let mut messages = messages.into_iter().peekable();
+        while messages.peek().is_some() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
             }
-        });
+            let ready = pace.release(Instant::now());
+            if ready > 0 {
+                self.send(messages.by_ref().take(ready).collect()).await;
+            }
+        }
     }
 
     /// Hands an audience message to every connector on the ring (one call each): each

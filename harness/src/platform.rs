@@ -64,6 +64,9 @@ pub struct PlatformOptions {
     pub controller_ring_refresh_ms: u64,
     /// More flags for the controller.
     pub controller_args: Vec<String>,
+    /// How long the deployment may live before the watchdog aborts the process (a
+    /// benchmark runs longer than a test).
+    pub watchdog: std::time::Duration,
 }
 
 impl Default for PlatformOptions {
@@ -72,6 +75,7 @@ impl Default for PlatformOptions {
             connectors: 1,
             controller_ring_refresh_ms: RING_REFRESH_MS,
             controller_args: Vec::new(),
+            watchdog: watchdog::DEFAULT_LIMIT,
         }
     }
 }
@@ -124,7 +128,7 @@ impl Platform {
             dispatcher,
             connectors: Vec::new(),
             http: reqwest::Client::new(),
-            _watchdog: Watchdog::start(log_dir, watchdog::DEFAULT_LIMIT),
+            _watchdog: Watchdog::start(log_dir, options.watchdog),
         };
         for _ in 0..connectors {
             platform.add_connector().await;

@@ -143,7 +143,35 @@ pub(crate) async fn campaign_stats(
 ) -> Result<Json<StatsResponse>, ApiError> {
     let (app, campaign) = load(&state, &headers, &app_id, &id).await?;
     let record = state.store.stats().read_stats(app.id, &campaign.id).await?;
-    Ok(Json(stats_of(&campaign.id, record, None)))
+    let expires_at_ms = campaign_expiry(&campaign, &record, state.config.default_ttl_seconds);
+    Ok(Json(stats_of(&campaign.id, record, expires_at_ms)))
+}
+
+/// When every message of an ended (finished or cancelled) campaign has expired: the TTL after
+/// the end of the last minute it targeted devices in. A campaign that may still send has no
+/// such time: its undelivered messages stay pending (each message's own statistics expire
+/// them).
+fn campaign_expiry(
+    campaign: &CampaignRecord,
+    record: &ringpush_store::StatsRecord,
+    default_ttl_seconds: u64,
+) -> Option<i64> {
+    if !matches!(
+        campaign.state,
+        CampaignState::Finished | CampaignState::Cancelled
+    ) {
+        return None;
+    }
+    let last_minute = record
+        .per_minute
+        .iter()
+        .filter(|(_, counters)| counters.contains_key(&ringpush_store::Counter::Targeted))
+        .map(|(minute, _)| *minute)
+        .max()?;
+    let ttl_seconds = campaign.request["ttl_seconds"]
+        .as_u64()
+        .unwrap_or(default_ttl_seconds);
+    Some((last_minute + 1) * 60_000 + (ttl_seconds * 1000) as i64)
 }
 
 /// `POST .../campaigns/{id}/{action}` with action pause, resume or cancel.
