@@ -6,20 +6,12 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use ringpush_sdk::{AppId, Client, Config, Message, Notification, Priority};
+use ringpush_sdk::{Client, Message, Notification, Priority};
 use serde_json::{Value, json};
 use support::Platform;
 
 async fn device(platform: &Platform, app: &str, client_key: &str, state: &Path) -> Client {
-    let app_id: AppId = app.parse().unwrap();
-    let config = Config::new(
-        &platform.controller_url,
-        &platform.dispatcher_url,
-        app_id,
-        client_key,
-    )
-    .with_state_file(state)
-    .with_backoff(Duration::from_millis(50), Duration::from_millis(500));
+    let config = support::devices::device_config(platform, app, client_key, state);
     Client::start(config).await.expect("device starts")
 }
 

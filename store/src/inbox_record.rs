@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::record_bytes::{put_block, read_block, word};
 use crate::{ContentType, MessageOptions, NewMessage, StoredMessage};
 
 /// What an entry holds beyond its header and payload, when it holds anything.
@@ -50,8 +51,7 @@ pub(crate) fn entry_body(message: &NewMessage) -> Vec<u8> {
         body.push(content_type);
     } else {
         body.push(content_type | HAS_OPTIONS);
-        body.extend_from_slice(&(options.len() as u32).to_be_bytes());
-        body.extend_from_slice(&options);
+        put_block(&mut body, &options);
     }
     body.extend_from_slice(&message.payload);
     body
@@ -76,14 +76,7 @@ pub(crate) fn decode_entry(seq: u64, body: &[u8]) -> Result<StoredMessage, Strin
     };
     let mut at = BODY_HEADER_LEN;
     let extras = if body[16] & HAS_OPTIONS != 0 {
-        let length = body
-            .get(at..at + 4)
-            .map(|bytes| u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
-            .ok_or_else(|| "inbox entry shorter than its options' length".to_owned())?;
-        let bytes = body
-            .get(at + 4..at + 4 + length)
-            .ok_or_else(|| "inbox entry shorter than its options".to_owned())?;
-        at += 4 + length;
+        let bytes = read_block(body, &mut at, "inbox entry")?;
         serde_json::from_slice::<Extras>(bytes)
             .map_err(|error| format!("inbox entry extras: {error}"))?
     } else {
@@ -98,12 +91,6 @@ pub(crate) fn decode_entry(seq: u64, body: &[u8]) -> Result<StoredMessage, Strin
         options: extras.options,
         campaign_id: extras.campaign_id,
     })
-}
-
-fn word(bytes: &[u8]) -> [u8; 8] {
-    let mut word = [0; 8];
-    word.copy_from_slice(&bytes[..8]);
-    word
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ mod inbox_record;
 pub mod membership;
 mod model;
 mod options;
+mod record_bytes;
 mod redis_store;
 mod registry;
 mod stats;

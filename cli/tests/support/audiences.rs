@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use ringpush_harness::sim::SimDevice;
 use ringpush_ring::{Member, Ring};
-use ringpush_sdk::{AppId, Client, Config, DeviceAttributes, Identity, Stream};
+use ringpush_sdk::{AppId, Client, DeviceAttributes, Identity, Stream};
+
+use super::devices::device_config;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
@@ -100,16 +102,9 @@ pub async fn start_audience_device(
     reaction: Reaction,
     log: &Log,
 ) -> AudienceDevice {
-    let app_id = identity.app_id;
-    let mut config = Config::new(
-        &platform.controller_url,
-        &platform.dispatcher_url,
-        app_id,
-        "unused: the identity is given",
-    )
-    .with_identity(identity)
-    .with_state_file(state_file)
-    .with_backoff(Duration::from_millis(50), Duration::from_millis(800));
+    let app = identity.app_id.to_string();
+    let mut config = device_config(platform, &app, "unused: the identity is given", state_file)
+        .with_identity(identity);
     if let Some(attributes) = attributes {
         config = config.with_attributes(attributes);
     }

@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ringpush_controller::clock::SimulatedClock;
-use ringpush_sdk::{AppId, Client, Config, DeviceAttributes};
+use ringpush_sdk::{Client, DeviceAttributes};
 use ringpush_store::{RedisStore, Store};
 use ringpush_testkit::free_port;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+use super::devices::device_config;
 use super::{ADMIN_TOKEN, LEASE_TTL_MS, Platform, Proc, eventually, wait_for_port};
 
 /// A message as a device's app was handed it.
@@ -57,7 +58,6 @@ pub async fn start_timed_device(
     timezone: Option<&str>,
     arrivals: &Arrivals,
 ) -> TimedDevice {
-    let app_id: AppId = app.parse().unwrap();
     let state = platform
         .dir
         .path()
@@ -67,15 +67,7 @@ pub async fn start_timed_device(
         platform: Some("test".to_owned()),
         ..DeviceAttributes::default()
     };
-    let config = Config::new(
-        &platform.controller_url,
-        &platform.dispatcher_url,
-        app_id,
-        client_key,
-    )
-    .with_state_file(state)
-    .with_attributes(attributes)
-    .with_backoff(Duration::from_millis(50), Duration::from_millis(800));
+    let config = device_config(platform, app, client_key, state).with_attributes(attributes);
     let mut client = Client::start(config).await.expect("device starts");
     let id = client.device_id().to_string();
     arrivals.lock().unwrap().entry(id.clone()).or_default();

@@ -27,6 +27,25 @@ impl Drop for Device {
     }
 }
 
+/// The SDK configuration of a test device of `app`, its state in `state`, reconnecting
+/// quickly (50 ms to 800 ms).
+pub fn device_config(
+    platform: &Platform,
+    app: &str,
+    client_key: &str,
+    state: impl Into<std::path::PathBuf>,
+) -> Config {
+    let app_id: AppId = app.parse().expect("an app id");
+    Config::new(
+        &platform.controller_url,
+        &platform.dispatcher_url,
+        app_id,
+        client_key,
+    )
+    .with_state_file(state)
+    .with_backoff(Duration::from_millis(50), Duration::from_millis(800))
+}
+
 /// Starts a device (registering it, its state in `dir`) whose messages land in `received`.
 pub async fn start_device(
     platform: &Platform,
@@ -35,16 +54,8 @@ pub async fn start_device(
     dir: &Path,
     received: &Received,
 ) -> Device {
-    let app_id: AppId = app.parse().unwrap();
     let state = dir.join(format!("device-{}.json", rand_suffix()));
-    let config = Config::new(
-        &platform.controller_url,
-        &platform.dispatcher_url,
-        app_id,
-        client_key,
-    )
-    .with_state_file(state)
-    .with_backoff(Duration::from_millis(50), Duration::from_millis(800));
+    let config = device_config(platform, app, client_key, state);
     let mut client = Client::start(config).await.expect("device starts");
     let id = client.device_id().to_string();
     received.lock().unwrap().entry(id.clone()).or_default();

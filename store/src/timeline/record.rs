@@ -14,6 +14,7 @@
 //! | 34..38 | campaign id length (u32) |
 //! | 38.. | message id, audience, campaign id (UTF-8); with bit 1, the options' length (u32) and the options (JSON, `MessageOptions`); then the payload |
 
+use crate::record_bytes::{put_block, read_block, word};
 use crate::{ContentType, MessageOptions, NewTimelineEntry, TimelineEntry};
 
 /// Length of the body before its strings (the Redis member's header is 8 bytes more).
@@ -50,8 +51,7 @@ pub(crate) fn entry_body(entry: &NewTimelineEntry) -> Vec<u8> {
         body.extend_from_slice(text.as_bytes());
     }
     if !options.is_empty() {
-        body.extend_from_slice(&(options.len() as u32).to_be_bytes());
-        body.extend_from_slice(&options);
+        put_block(&mut body, &options);
     }
     body.extend_from_slice(&entry.payload);
     body
@@ -93,14 +93,7 @@ pub(crate) fn decode_entry(seq: u64, body: &[u8]) -> Result<TimelineEntry, Strin
     let audience = next_text(lengths[1])?;
     let campaign_id = next_text(lengths[2])?;
     let options = if body[17] & HAS_OPTIONS != 0 {
-        let length = body
-            .get(at..at + 4)
-            .map(|bytes| u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
-            .ok_or_else(|| "timeline entry shorter than its options' length".to_owned())?;
-        let bytes = body
-            .get(at + 4..at + 4 + length)
-            .ok_or_else(|| "timeline entry shorter than its options".to_owned())?;
-        at += 4 + length;
+        let bytes = read_block(body, &mut at, "timeline entry")?;
         MessageOptions::decode("timeline entry", bytes).map_err(|error| error.to_string())?
     } else {
         MessageOptions::default()
@@ -129,12 +122,6 @@ fn lengths(body: &[u8]) -> Result<[usize; 3], String> {
         u32::from_be_bytes(bytes) as usize
     };
     Ok([length(18), length(22), length(26)])
-}
-
-fn word(bytes: &[u8]) -> [u8; 8] {
-    let mut word = [0; 8];
-    word.copy_from_slice(&bytes[..8]);
-    word
 }
 
 #[cfg(test)]
