@@ -14,10 +14,11 @@
 //!    or it has passed by more than the look-back.
 //!
 //! **Exactly once.** A claim is atomic in the store, so one scheduler fires a firing at a
-//! time. A scheduler that dies (or stalls) mid-send loses its claim when the lease ends, and
-//! another sends again under the same idempotency key, which appends nothing twice. The lease
-//! should outlast the longest send (a throttled campaign sends slowly); a send that outlasts
-//! it is repeated by another scheduler, harmlessly for the same reason.
+//! time. While its send runs, the scheduler renews its claim every third of a lease, so a
+//! slow send (a throttled campaign) keeps it; a send still running after `max_send` is
+//! abandoned. A scheduler that dies (or stalls, or abandons) mid-send loses its claim when
+//! the lease ends, and another sends again under the same idempotency key, which appends
+//! nothing twice.
 //!
 //! **Catching up.** A firing is fired late if it became due while no scheduler ran, as long
 //! as it is still inside the look-back window (1 hour by default): a controller fleet that
@@ -84,8 +85,12 @@ pub struct SchedulerConfig {
     pub tick: Duration,
     /// How late a missed firing may still be fired.
     pub lookback_ms: u64,
-    /// How long a claim keeps others off a firing: longer than the longest send.
+    /// How long a claim keeps others off a firing without a renewal (renewed every third of
+    /// it while the send runs): how long a dead controller's firing waits for another.
     pub lease_ms: u64,
+    /// The longest one send may run before it is abandoned (its claim then lapses and the
+    /// firing is sent again, by any scheduler).
+    pub max_send: Duration,
     /// Sends of one firing this scheduler tries before it gives the firing up.
     pub max_attempts: u32,
     /// Sends under way at once; due firings beyond it wait for a later tick.
@@ -93,13 +98,15 @@ pub struct SchedulerConfig {
 }
 
 impl SchedulerConfig {
-    /// Defaults: tick 1 s, look back 1 hour, lease 10 minutes, 5 attempts, 16 sends at once.
+    /// Defaults: tick 1 s, look back 1 hour, lease 10 minutes, sends of 6 hours at most,
+    /// 5 attempts, 16 sends at once.
     pub fn new(owner: String) -> Self {
         Self {
             owner,
             tick: Duration::from_secs(1),
             lookback_ms: DEFAULT_LOOKBACK_MS,
             lease_ms: 600_000,
+            max_send: Duration::from_secs(6 * 3600),
             max_attempts: 5,
             max_concurrent_fires: 16,
         }
@@ -348,10 +355,22 @@ impl Scheduler {
     fn start_fire(&mut self, campaign: Arc<CampaignRecord>, firing: Firing, attempt: u32) {
         let store = Arc::clone(&self.store);
         let executor = Arc::clone(&self.executor);
+        let claim = ClaimKeeper {
+            store: Arc::clone(&self.store),
+            clock: Arc::clone(&self.clock),
+            owner: self.config.owner.clone(),
+            lease_ms: self.config.lease_ms,
+        };
+        let max_send = self.config.max_send;
         self.fires.spawn(async move {
             let key = idempotency_key(&campaign.id, &firing.name);
             tracing::info!(campaign_id = %campaign.id, app_id = %campaign.app, firing = %firing.name, attempt, "firing campaign");
-            if let Err(error) = executor.fire(&campaign, &firing, &key).await {
+            let send = tokio::time::timeout(max_send, executor.fire(&campaign, &firing, &key));
+            let sent = tokio::select! {
+                sent = send => sent.unwrap_or_else(|_| Err(format!("the send ran longer than {max_send:?}; abandoned"))),
+                never = claim.keep(&campaign.id, &firing.name) => match never {},
+            };
+            if let Err(error) = sent {
                 metrics::counter!("ringpush_scheduler_firings_total", "outcome" => "failed")
                     .increment(1);
                 tracing::warn!(campaign_id = %campaign.id, firing = %firing.name, attempt, %error, "campaign firing failed; retried once its claim lapses");
@@ -409,6 +428,50 @@ impl Scheduler {
     }
 }
 
+/// Keeps a scheduler's claim on a firing while its send runs.
+struct ClaimKeeper {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    owner: String,
+    lease_ms: u64,
+}
+
+impl ClaimKeeper {
+    /// Renews the claim every third of a lease; never returns (the send's end drops it).
+    /// Once the claim is lost (another scheduler took it over after a stall) it stops: the
+    /// other sends again under the same key, harmlessly.
+    async fn keep(&self, campaign_id: &str, firing: &str) -> std::convert::Infallible {
+        let every = Duration::from_millis((self.lease_ms / 3).max(1));
+        loop {
+            tokio::time::sleep(every).await;
+            let renewed = self
+                .store
+                .campaigns()
+                .renew_firing(
+                    campaign_id,
+                    firing,
+                    &self.owner,
+                    self.lease_ms,
+                    self.clock.lease_now_ms(),
+                )
+                .await;
+            match renewed {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(
+                        campaign_id,
+                        firing,
+                        "claim lost mid-send; another controller sends it again under the same key"
+                    );
+                    return std::future::pending().await;
+                }
+                Err(error) => {
+                    tracing::warn!(campaign_id, firing, %error, "cannot renew a claim; trying again");
+                }
+            }
+        }
+    }
+}
 /// The campaign's firings due in `now - lookback_ms ..= now`.
 async fn firings_due(
     store: &dyn Store,

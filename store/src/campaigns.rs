@@ -93,6 +93,17 @@ pub trait CampaignStore: Send + Sync {
         lease_ms: u64,
         now_ms: i64,
     ) -> StoreResult<Claim>;
+    /// Extends `owner`'s claim on a firing to `now_ms + lease_ms`, atomically, if the firing
+    /// is still claimed by `owner` (its send takes longer than one lease); answers whether it
+    /// was. `false`: the firing is done, or another owner took it over.
+    async fn renew_firing(
+        &self,
+        campaign_id: &str,
+        firing: &str,
+        owner: &str,
+        lease_ms: u64,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
     /// Marks a firing done for [`FIRING_DONE_TTL_MS`], claimed or not (a scheduler also marks
     /// done the firings it decides to skip).
     async fn finish_firing(&self, campaign_id: &str, firing: &str) -> StoreResult<()>;

@@ -97,6 +97,7 @@ macro_rules! store_conformance_tests {
             scheduled_index_follows_puts_and_transitions,
             racing_transitions_move_a_campaign_once,
             firing_claims_hold_expire_and_finish,
+            firing_claims_are_renewed_by_their_owner_only,
             racing_claims_have_one_winner,
         );
     };

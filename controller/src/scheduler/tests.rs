@@ -643,3 +643,55 @@ async fn run_ticks_until_shutdown() {
         .expect("run does not panic");
     assert_eq!(recorder.fired().len(), 1);
 }
+
+/// Sends that run until the test lets them end.
+#[derive(Default)]
+struct Gated {
+    started: AtomicU32,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl FireCampaign for Gated {
+    async fn fire(&self, _: &CampaignRecord, _: &Firing, _: &str) -> Result<(), String> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        self.release.notified().await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_send_longer_than_its_lease_keeps_its_claim() {
+    let at = at(9, 0);
+    let fixture = fixture(at);
+    fixture
+        .put("cmp_slow", Schedule::Once { at_ms: at }, at - MINUTE)
+        .await;
+    let gated = Arc::new(Gated::default());
+    let config = SchedulerConfig {
+        lease_ms: 300,
+        ..SchedulerConfig::new("ctl-slow".to_owned())
+    };
+    let clock: Arc<dyn Clock> = fixture.clock.clone();
+    let mut slow = Scheduler::new(Arc::clone(&fixture.store), gated.clone(), clock, config);
+    assert_eq!(slow.tick().await.started.len(), 1);
+    let recorder = Arc::new(Recorder::default());
+    let mut other = fixture.scheduler("ctl-other", recorder.clone());
+    // The send runs for five leases of the claim's clock; renewed every 100 ms (a third of
+    // the lease), the claim stays the slow scheduler's throughout.
+    for _ in 0..5 {
+        fixture.clock.advance(300);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(tick(&mut other).await.started, []);
+    }
+    assert!(recorder.fired().is_empty());
+    assert_eq!(gated.started.load(Ordering::SeqCst), 1);
+    gated.release.notify_one();
+    slow.wait_for_fires().await;
+    fixture.clock.advance(SECOND);
+    assert_eq!(tick(&mut other).await.finished, ["cmp_slow".to_owned()]);
+    assert!(
+        recorder.fired().is_empty(),
+        "sent once, by the slow scheduler"
+    );
+}

@@ -388,3 +388,43 @@ pub async fn racing_claims_have_one_winner(store: &dyn Store) {
         }
     }
 }
+
+pub async fn firing_claims_are_renewed_by_their_owner_only(store: &dyn Store) {
+    let campaigns = store.campaigns();
+    let id = fresh_id("renew");
+    let firing = "cron:2026-11-23T09:00Z";
+    let now = now_ms();
+    let lease = LEASE_MS as i64;
+    assert_eq!(
+        campaigns
+            .claim_firing(&id, firing, "ctl-a", LEASE_MS, now)
+            .await
+            .expect("claim"),
+        Claim::Claimed
+    );
+    // Another owner cannot renew it; its owner can, near the end of the lease.
+    let renew =
+        |owner: &'static str, at: i64| campaigns.renew_firing(&id, firing, owner, LEASE_MS, at);
+    assert!(!renew("ctl-b", now + 1).await.expect("renew"));
+    assert!(renew("ctl-a", now + lease - 1).await.expect("renew"));
+    // So the first lease's end no longer frees it: it runs a lease from the renewal.
+    let held_by_a = Claim::HeldBy("ctl-a".to_owned());
+    let claim =
+        |owner: &'static str, at: i64| campaigns.claim_firing(&id, firing, owner, LEASE_MS, at);
+    assert_eq!(claim("ctl-b", now + lease).await.expect("claim"), held_by_a);
+    assert_eq!(
+        claim("ctl-b", now + 2 * lease - 1).await.expect("claim"),
+        Claim::Claimed
+    );
+    // Taken over: its old owner's renewals fail from now on.
+    assert!(!renew("ctl-a", now + 2 * lease).await.expect("renew"));
+    // Done: nobody renews it; an unknown firing is nobody's either.
+    campaigns.finish_firing(&id, firing).await.expect("finish");
+    assert!(!renew("ctl-b", now + 2 * lease + 1).await.expect("renew"));
+    assert!(
+        !campaigns
+            .renew_firing(&id, "cron:never", "ctl-a", LEASE_MS, now)
+            .await
+            .expect("renew")
+    );
+}

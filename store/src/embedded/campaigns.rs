@@ -229,6 +229,35 @@ impl CampaignStore for EmbeddedStore {
         .await
     }
 
+    async fn renew_firing(
+        &self,
+        campaign_id: &str,
+        firing: &str,
+        owner: &str,
+        lease_ms: u64,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let key = firing_key(campaign_id, firing);
+        let owner = owner.to_owned();
+        self.write(move |transaction| {
+            let mut firings = transaction.open_table(FIRINGS)?;
+            let mut expiry = transaction.open_table(FIRING_EXPIRY)?;
+            let wall_now_ms = crate::now_ms();
+            let ours = live_record(&firings, &key, wall_now_ms)?.is_some_and(|data| {
+                data.len() >= 9 && data[0] == CLAIMED && &data[9..] == owner.as_bytes()
+            });
+            if !ours {
+                return Ok(false);
+            }
+            let until_ms = now_ms.saturating_add_unsigned(lease_ms);
+            let kept_until_ms = wall_now_ms.saturating_add_unsigned(FIRING_DONE_TTL_MS);
+            let data = firing_data(CLAIMED, until_ms, &owner);
+            put_record(&mut firings, &mut expiry, &key, kept_until_ms, &data)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn finish_firing(&self, campaign_id: &str, firing: &str) -> StoreResult<()> {
         let key = firing_key(campaign_id, firing);
         self.write(move |transaction| {

@@ -229,6 +229,26 @@ impl CampaignStore for RedisStore {
         }
     }
 
+    async fn renew_firing(
+        &self,
+        campaign_id: &str,
+        firing: &str,
+        owner: &str,
+        lease_ms: u64,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let key = self.keys.firing(campaign_id, firing);
+        let renewed: i64 = scripts::RENEW_FIRING
+            .key(&key)
+            .arg(owner)
+            .arg(now_ms.saturating_add_unsigned(lease_ms))
+            .arg(FIRING_DONE_TTL_MS)
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(|error| redis_error("renew firing", &key, error))?;
+        Ok(renewed == 1)
+    }
+
     async fn finish_firing(&self, campaign_id: &str, firing: &str) -> StoreResult<()> {
         let key = self.keys.firing(campaign_id, firing);
         let _: Value = redis::pipe()

@@ -44,3 +44,5 @@ pub(super) static TRANSITION_CAMPAIGN: LazyLock<Script> =
 /// Claim a firing: take it if free or its lease passed.
 pub(super) static CLAIM_FIRING: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/claim_firing.lua")));
+pub(super) static RENEW_FIRING: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/renew_firing.lua")));
