@@ -83,7 +83,7 @@ fn dev_runs_the_whole_platform_in_one_process() {
     let identity = dir.path().join("phone.json");
     let mut listen = KillOnDrop(
         Command::new(ringpush_bin())
-            .args(["listen", "--count", "2", "--identity"])
+            .args(["listen", "--count", "3", "--identity"])
             .arg(&identity)
             .env("RINGPUSH_CONTROLLER", &controller_url)
             .env("RINGPUSH_DISPATCHER", &dispatcher_url)
@@ -106,6 +106,22 @@ fn dev_runs_the_whole_platform_in_one_process() {
         &["send", "--device", &device_id, "--json", r#"{"n": 2}"#],
         &envs,
     );
+    run(
+        &[
+            "send",
+            "--device",
+            &device_id,
+            "--title",
+            "Hi",
+            "--deep-link",
+            "app://x",
+            "--priority",
+            "high",
+            "--collapse-key",
+            "greeting",
+        ],
+        &envs,
+    );
     let one: Value =
         serde_json::from_str(&lines.next("message one", Duration::from_secs(30))).unwrap();
     let two: Value =
@@ -117,6 +133,19 @@ fn dev_runs_the_whole_platform_in_one_process() {
     assert_eq!(
         (two["data"]["n"].as_u64(), two["seq"].as_u64()),
         (Some(2), Some(2))
+    );
+    // A notification without data, as `listen` prints it (the embedded store carries the
+    // options too).
+    let three: Value =
+        serde_json::from_str(&lines.next("message three", Duration::from_secs(30))).unwrap();
+    assert_eq!(three["data"], "", "{three}");
+    assert_eq!(
+        three["notification"],
+        serde_json::json!({"title": "Hi", "deep_link": "app://x"})
+    );
+    assert_eq!(
+        (three["priority"].as_str(), three["collapse_key"].as_str()),
+        (Some("high"), Some("greeting"))
     );
     assert!(listen.0.wait().unwrap().success());
 
