@@ -170,24 +170,27 @@ impl DeliveryRouter {
 
     /// Hands an audience message to every connector on the ring (one call each): each
     /// matches it against the devices it holds. `per_second` is the whole rate; each
-    /// connector gets a share in proportion to the part of the audience it holds (see
-    /// `share`). A connector that fails to answer is logged: its devices read the message
-    /// from the timeline when they reconnect.
-    pub async fn broadcast(
+    /// connector gets a share in proportion to the part of the audience it holds
+    /// (`audience_per_member`, in `members` order: see `audience_scan`; an even split if
+    /// empty). A connector that fails to answer is logged: its devices read the message from
+    /// the timeline when they reconnect.
+    pub(crate) async fn broadcast(
         &self,
+        members: &[Member],
+        audience_per_member: &[u64],
         app: ringpush_protocol::AppId,
         audience: &str,
         push: Push,
         per_second: Option<u32>,
     ) {
-        let members = self.current_members().await;
         if members.is_empty() {
             return;
         }
         let shares = match per_second {
-            Some(rate) => {
-                share::split_rate(rate, &self.audience_weights(app, audience, &members).await)
+            Some(rate) if audience_per_member.len() == members.len() => {
+                share::split_rate(rate, audience_per_member)
             }
+            Some(rate) => share::split_rate(rate, &vec![0; members.len()]),
             None => vec![0; members.len()],
         };
         let calls = members.iter().zip(shares).filter_map(|(member, share)| {
@@ -217,32 +220,6 @@ impl DeliveryRouter {
             })
         });
         futures_util::future::join_all(calls).await;
-    }
-
-    /// What each member holds of an audience, estimated (see `share`); all zero, which
-    /// splits the rate evenly, if the estimate cannot be made.
-    async fn audience_weights(
-        &self,
-        app: ringpush_protocol::AppId,
-        audience: &str,
-        members: &[Member],
-    ) -> Vec<u64> {
-        let audience = match ringpush_audience::Audience::parse(audience) {
-            Ok(audience) => audience,
-            Err(error) => {
-                tracing::warn!(%error, "cannot parse the audience; its rate is split evenly");
-                return vec![0; members.len()];
-            }
-        };
-        let vnodes = self.inner.ring.borrow().vnodes();
-        let store = self.inner.store.as_ref();
-        match share::audience_weights(store, app, &audience, members, vnodes).await {
-            Ok(weights) => weights,
-            Err(error) => {
-                tracing::warn!(%error, "cannot estimate where the audience is; its rate is split evenly");
-                vec![0; members.len()]
-            }
-        }
     }
 
     /// The HTTP/2 channel to a connector, created on first use (it connects lazily and
@@ -292,12 +269,17 @@ impl DeliveryRouter {
         self.send_to(&member, message).await;
     }
 
+    /// Virtual nodes per member of this controller's ring (to build rings that agree).
+    pub(crate) fn vnodes(&self) -> u32 {
+        self.inner.ring.borrow().vnodes()
+    }
+
     /// The live connectors as the store has them now, not as this controller's ring last
     /// saw them. An audience message is appended to the timeline before this is read, and a
     /// connector takes its lease before it accepts devices, so every connector whose devices
     /// caught up before the append is in the answer: none misses the message live. Falls
     /// back to the ring if the store cannot answer.
-    async fn current_members(&self) -> Vec<Member> {
+    pub(crate) async fn current_members(&self) -> Vec<Member> {
         match self
             .inner
             .store

@@ -17,6 +17,7 @@
 //! connections (`ringpush_connector`).
 
 pub mod api;
+mod audience_scan;
 pub mod auth;
 pub mod campaign_fire;
 pub mod clock;

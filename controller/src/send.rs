@@ -4,22 +4,20 @@
 
 use std::collections::HashSet;
 
-use ringpush_audience::{Audience, DeviceAttributes};
+use ringpush_audience::Audience;
 use ringpush_protocol::device::Push;
 use ringpush_protocol::{DeviceId, MessageId};
 use ringpush_store::{AppRecord, Counter, NewMessage, NewTimelineEntry, StatIncrement, now_ms};
 use sha2::Digest;
 
 use crate::ControllerState;
+use crate::audience_scan;
 use crate::delivery::Outgoing;
 use crate::error::ApiError;
 use crate::target::{Send, Target};
 
 /// Audience messages kept per app timeline; the oldest are dropped past it.
 pub const MAX_TIMELINE_LEN: u32 = 10_000;
-
-/// Devices read per page when counting an audience's reach.
-const REACH_PAGE: usize = 1000;
 
 /// What a send is part of.
 #[derive(Debug, Clone, Default)]
@@ -171,7 +169,23 @@ impl ControllerState {
             .timelines()
             .append_timeline(app.id, &entry, MAX_TIMELINE_LEN)
             .await?;
-        let targeted = self.audience_reach(app, &audience).await?;
+        // Read after the append (see `DeliveryRouter::current_members`); the one registry
+        // scan counts the reach and, for a throttled send, each connector's part of it.
+        let members = self.delivery.current_members().await;
+        let ring_members = if context.throttle_per_second.is_some() {
+            members.as_slice()
+        } else {
+            &[]
+        };
+        let scan = audience_scan::scan(
+            self.store.as_ref(),
+            app.id,
+            &audience,
+            ring_members,
+            self.delivery.vnodes(),
+        )
+        .await?;
+        let targeted = scan.reach;
         if !appended.duplicate {
             metrics::counter!("ringpush_controller_audience_messages_total").increment(1);
             self.count(app, &message_id, Counter::Targeted, targeted)
@@ -193,7 +207,14 @@ impl ControllerState {
         };
         send.options.apply_to(&mut push);
         self.delivery
-            .broadcast(app.id, &entry.audience, push, context.throttle_per_second)
+            .broadcast(
+                &members,
+                &scan.per_member,
+                app.id,
+                &entry.audience,
+                push,
+                context.throttle_per_second,
+            )
             .await;
         Ok(Sent::Audience {
             message_id,
@@ -201,24 +222,10 @@ impl ControllerState {
         })
     }
 
-    /// Counts the app's registered devices whose attributes match `audience`, a page at a time.
+    /// Counts the app's registered devices whose attributes match `audience`.
     async fn audience_reach(&self, app: &AppRecord, audience: &Audience) -> Result<u64, ApiError> {
-        let registry = self.store.registry();
-        let nobody = DeviceAttributes::default();
-        let mut cursor = 0;
-        let mut reach = 0;
-        loop {
-            let (next, devices) = registry.app_devices(app.id, cursor, REACH_PAGE).await?;
-            let attributes = registry.attributes_many(&devices).await?;
-            reach += attributes
-                .iter()
-                .filter(|a| audience.matches(a.as_ref().unwrap_or(&nobody)))
-                .count() as u64;
-            if next == 0 {
-                return Ok(reach);
-            }
-            cursor = next;
-        }
+        let scan = audience_scan::scan(self.store.as_ref(), app.id, audience, &[], 0).await?;
+        Ok(scan.reach)
     }
 
     /// The devices of the app's users with these aliases, in alias order, without repeats.

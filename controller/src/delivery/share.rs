@@ -7,14 +7,9 @@
 //! for one and a half times as long while the other finished early, and the campaign ran at
 //! two thirds of its rate. So each connector's share follows the part of the audience it
 //! holds, estimated from the registry (the app's devices whose attributes match) and the
-//! ring (the connector that owns each of them).
+//! ring (the connector that owns each of them): `crate::audience_scan` counts it.
 
 use std::time::{Duration, Instant};
-
-use ringpush_audience::{Audience, DeviceAttributes};
-use ringpush_protocol::AppId;
-use ringpush_ring::{Member, Ring};
-use ringpush_store::{Store, StoreResult};
 
 /// How often a paced unicast send releases messages: small bursts, twenty a second
 /// whatever the rate.
@@ -23,9 +18,6 @@ pub(super) const PACE_TICK: Duration = Duration::from_millis(50);
 /// A paced send that fell behind (its queues were full, or its task did not run) drops the
 /// debt beyond this much time's worth instead of catching up in a burst above the rate.
 const PACE_MAX_DEBT: Duration = Duration::from_millis(250);
-
-/// Devices read per registry page when estimating where an audience lives.
-const REGISTRY_PAGE: usize = 1000;
 
 /// Counts what a paced send may release: by each instant, at most one plus `per_second` for
 /// every second since the start, in total. Counting the total, not a fixed amount per tick,
@@ -102,40 +94,6 @@ pub(super) fn split_rate(rate: u32, weights: &[u64]) -> Vec<u32> {
         .collect()
 }
 
-/// How many of the app's registered devices that match `audience` each member owns on a
-/// ring of `members`, in `members` order. Offline devices count too: the estimate assumes
-/// the online share is alike on every connector.
-pub(super) async fn audience_weights(
-    store: &dyn Store,
-    app: AppId,
-    audience: &Audience,
-    members: &[Member],
-    vnodes: u32,
-) -> StoreResult<Vec<u64>> {
-    let ring = Ring::new(members.to_vec(), vnodes);
-    let registry = store.registry();
-    let nobody = DeviceAttributes::default();
-    let mut weights = vec![0; members.len()];
-    let mut cursor = 0;
-    loop {
-        let (next, devices) = registry.app_devices(app, cursor, REGISTRY_PAGE).await?;
-        let attributes = registry.attributes_many(&devices).await?;
-        for (device, attributes) in devices.iter().zip(&attributes) {
-            if !audience.matches(attributes.as_ref().unwrap_or(&nobody)) {
-                continue;
-            }
-            let owner = ring.owner(*device).map(|owner| &owner.id);
-            if let Some(index) = members.iter().position(|m| Some(&m.id) == owner) {
-                weights[index] += 1;
-            }
-        }
-        if next == 0 {
-            return Ok(weights);
-        }
-        cursor = next;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,53 +132,6 @@ mod tests {
         assert_eq!(pace.release(start + Duration::from_secs(2)), 250);
         // Then the rate again, from there.
         assert_eq!(pace.release(start + Duration::from_millis(2_100)), 100);
-    }
-
-    #[tokio::test]
-    async fn weights_count_the_matching_devices_each_member_owns() {
-        use ringpush_protocol::DeviceId;
-        use ringpush_store::{DeviceRecord, EmbeddedStore};
-
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
-        let app = AppId::random();
-        let members: Vec<Member> = ["c0", "c1"]
-            .iter()
-            .map(|id| Member {
-                id: (*id).into(),
-                device_url: format!("ws://{id}"),
-                grpc_url: format!("http://{id}"),
-            })
-            .collect();
-        let ring = Ring::new(members.clone(), 64);
-        let mut expected = vec![0u64; 2];
-        let mut updates = Vec::new();
-        for index in 0..300 {
-            let device = DeviceId::random();
-            let record = DeviceRecord {
-                id: device,
-                app,
-                token_hash: [0; 32],
-                created_at_ms: 0,
-            };
-            store.create_device(&record).await.unwrap();
-            let vip = index % 3 == 0;
-            let mut attributes = DeviceAttributes::default();
-            if vip {
-                attributes.tags.insert("vip".into());
-                let owner = &ring.owner(device).unwrap().id;
-                expected[members.iter().position(|m| &m.id == owner).unwrap()] += 1;
-            }
-            updates.push((app, device, attributes));
-        }
-        store.registry().put_attributes(&updates).await.unwrap();
-        let vip = Audience::parse("vip").unwrap();
-        let weights = audience_weights(&store, app, &vip, &members, 64)
-            .await
-            .unwrap();
-        assert_eq!(weights, expected);
-        assert_eq!(weights.iter().sum::<u64>(), 100);
-        assert!(weights.iter().all(|w| *w > 20), "{weights:?}");
     }
 
     #[test]
