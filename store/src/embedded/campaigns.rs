@@ -89,6 +89,23 @@ fn firing_data(state: u8, until_ms: i64, owner: &str) -> Vec<u8> {
     data
 }
 
+/// A claim on a firing as written: its owner and the end of its lease.
+struct Lease<'a> {
+    owner: &'a str,
+    until_ms: i64,
+}
+
+impl Lease<'_> {
+    /// Writes the claim, kept [`FIRING_DONE_TTL_MS`] by the wall clock.
+    fn put(&self, transaction: &WriteTransaction, key: &[u8], wall_now_ms: i64) -> StoreResult<()> {
+        let mut firings = transaction.open_table(FIRINGS)?;
+        let mut expiry = transaction.open_table(FIRING_EXPIRY)?;
+        let kept_until_ms = wall_now_ms.saturating_add_unsigned(FIRING_DONE_TTL_MS);
+        let data = firing_data(CLAIMED, self.until_ms, self.owner);
+        put_record(&mut firings, &mut expiry, key, kept_until_ms, &data)
+    }
+}
+
 /// Decides a claim from the firing's current record (its data, if live).
 fn claim_outcome(current: Option<&[u8]>, now_ms: i64) -> StoreResult<Option<Claim>> {
     let Some(data) = current else {
@@ -211,18 +228,22 @@ impl CampaignStore for EmbeddedStore {
         let key = firing_key(campaign_id, firing);
         let owner = owner.to_owned();
         self.write(move |transaction| {
-            let mut firings = transaction.open_table(FIRINGS)?;
-            let mut expiry = transaction.open_table(FIRING_EXPIRY)?;
             // Records are kept by the wall clock; leases are judged by the caller's clock.
             let wall_now_ms = crate::now_ms();
-            let current = live_record(&firings, &key, wall_now_ms)?;
+            let current = {
+                let firings = transaction.open_table(FIRINGS)?;
+                live_record(&firings, &key, wall_now_ms)?
+            };
             if let Some(outcome) = claim_outcome(current.as_deref(), now_ms)? {
                 return Ok(outcome);
             }
-            let until_ms = now_ms.saturating_add_unsigned(lease_ms);
-            let kept_until_ms = wall_now_ms.saturating_add_unsigned(FIRING_DONE_TTL_MS);
-            let data = firing_data(CLAIMED, until_ms, &owner);
-            put_record(&mut firings, &mut expiry, &key, kept_until_ms, &data)?;
+            let claim = Lease {
+                owner: &owner,
+                until_ms: now_ms.saturating_add_unsigned(lease_ms),
+            };
+            claim.put(transaction, &key, wall_now_ms)?;
+            let mut firings = transaction.open_table(FIRINGS)?;
+            let mut expiry = transaction.open_table(FIRING_EXPIRY)?;
             sweep_expired(&mut firings, &mut expiry, wall_now_ms)?;
             Ok(Claim::Claimed)
         })
@@ -240,19 +261,21 @@ impl CampaignStore for EmbeddedStore {
         let key = firing_key(campaign_id, firing);
         let owner = owner.to_owned();
         self.write(move |transaction| {
-            let mut firings = transaction.open_table(FIRINGS)?;
-            let mut expiry = transaction.open_table(FIRING_EXPIRY)?;
             let wall_now_ms = crate::now_ms();
-            let ours = live_record(&firings, &key, wall_now_ms)?.is_some_and(|data| {
-                data.len() >= 9 && data[0] == CLAIMED && &data[9..] == owner.as_bytes()
-            });
+            let ours = {
+                let firings = transaction.open_table(FIRINGS)?;
+                live_record(&firings, &key, wall_now_ms)?.is_some_and(|data| {
+                    data.len() >= 9 && data[0] == CLAIMED && &data[9..] == owner.as_bytes()
+                })
+            };
             if !ours {
                 return Ok(false);
             }
-            let until_ms = now_ms.saturating_add_unsigned(lease_ms);
-            let kept_until_ms = wall_now_ms.saturating_add_unsigned(FIRING_DONE_TTL_MS);
-            let data = firing_data(CLAIMED, until_ms, &owner);
-            put_record(&mut firings, &mut expiry, &key, kept_until_ms, &data)?;
+            let claim = Lease {
+                owner: &owner,
+                until_ms: now_ms.saturating_add_unsigned(lease_ms),
+            };
+            claim.put(transaction, &key, wall_now_ms)?;
             Ok(true)
         })
         .await
