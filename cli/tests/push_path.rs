@@ -409,3 +409,53 @@ async fn a_controller_behind_on_the_ring_still_delivers_live() {
     )
     .await;
 }
+
+/// A store that lost writes (a failover to a replica that lagged) numbers a device's new
+/// messages from below what the device has seen: the device moves back to the store's
+/// position (the Welcome says it) and gets them, instead of dropping them as replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_ahead_of_a_store_that_lost_writes_moves_back_and_loses_nothing() {
+    let platform = Platform::start(1).await;
+    let (app, server_key, client_key) = platform.create_app().await;
+    let state = platform.dir.path().join("phone.json");
+    let config = || support::devices::device_config(&platform, &app, &client_key, &state);
+    let next = async |phone: &mut ringpush_sdk::Client| {
+        let message = tokio::time::timeout(Duration::from_secs(20), phone.next_message())
+            .await
+            .expect("a message within 20 s")
+            .expect("no device error");
+        (message.data_str().unwrap().to_owned(), message.seq)
+    };
+    let mut phone = ringpush_sdk::Client::start(config()).await.unwrap();
+    let id = phone.device_id().to_string();
+    for text in ["one", "two", "three"] {
+        platform
+            .send(&app, &server_key, std::slice::from_ref(&id), text)
+            .await;
+    }
+    for expected in [("one", 1), ("two", 2), ("three", 3)] {
+        let (text, seq) = next(&mut phone).await;
+        assert_eq!((text.as_str(), seq), expected);
+    }
+    phone.close().await;
+
+    // The store loses the device's sequence and inbox; new messages get seqs 1 and 2 again.
+    let port = platform.redis.port();
+    let keys = [format!("{{d:{id}}}:meta"), format!("{{d:{id}}}:inbox")];
+    let deleted = ringpush_testkit::redis_command(port, &["DEL", &keys[0], &keys[1]]).unwrap();
+    assert!(deleted.contains('2'), "{deleted}");
+    for text in ["after one", "after two"] {
+        platform
+            .send(&app, &server_key, std::slice::from_ref(&id), text)
+            .await;
+    }
+    let mut phone = ringpush_sdk::Client::start(config()).await.unwrap();
+    assert_eq!(next(&mut phone).await, ("after one".to_owned(), 1));
+    assert_eq!(next(&mut phone).await, ("after two".to_owned(), 2));
+    assert_eq!(
+        phone.last_seq(),
+        2,
+        "the saved position moved back, then on"
+    );
+    phone.close().await;
+}

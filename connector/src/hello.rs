@@ -43,8 +43,13 @@ pub(crate) struct Authed {
     /// What the registry holds for it (a device that reconnects without reporting them again
     /// still matches audiences).
     pub attributes: Option<DeviceAttributes>,
-    /// The first page of its inbox after the Hello's `last_seq`.
+    /// The first page of its inbox after the Hello's `last_seq` (or after `inbox_last_seq`
+    /// if that is lower).
     pub page: Vec<StoredMessage>,
+    /// Where the device's positions move back to when the store is behind them (it lost
+    /// writes): see `Welcome.rewind_inbox_to`.
+    pub rewind_inbox_to: Option<u64>,
+    pub rewind_timeline_to: Option<u64>,
 }
 
 /// The store's answer to a Hello.
@@ -180,6 +185,13 @@ impl Shard {
         self.set_profile(key, profile);
         let conn = &mut self.conns[key];
         conn.presence_epoch = conn.presence_epoch.max(authed.epoch);
+        // Positions past the store's (it lost writes) move back; the Welcome says so.
+        if let Some(to) = authed.rewind_inbox_to {
+            conn.last_sent_seq = to;
+        }
+        if let Some(to) = authed.rewind_timeline_to {
+            conn.timeline_seq = to;
+        }
         conn.state = ConnState::CatchingUp;
         // The timeline is read once the inbox replay is done; live broadcasts wait for it.
         busy_mut(conn, &self.shared.stats).timeline = TimelineCatchUp {
@@ -199,6 +211,8 @@ impl Shard {
                 connector_id: self.shared.config.id.clone(),
                 ring_version: self.ring.version(),
                 max_frame_bytes: self.shared.config.max_frame_bytes as u32,
+                rewind_inbox_to: authed.rewind_inbox_to,
+                rewind_timeline_to: authed.rewind_timeline_to,
             })),
         };
         self.queue_frame(key, &welcome);
@@ -316,17 +330,35 @@ async fn check_hello(shared: &Shared, hello: &PendingHello) -> Result<Authed, (E
         .await
         .map_err(unavailable)?;
     let batch = shared.config.replay_batch;
-    let (page, attributes) = tokio::join!(
+    let (page, attributes, inbox, head) = tokio::join!(
         store.read_inbox(hello.device, hello.last_seq, batch, now_ms()),
         store.registry().attributes(hello.device),
+        store.inbox_state(hello.device, now_ms()),
+        store.timelines().timeline_head(record.app),
     );
-    match page.and_then(|page| Ok((page, attributes?))) {
-        Ok((page, attributes)) => Ok(Authed {
+    let answers = page.and_then(|page| Ok((page, attributes?, inbox?, head?)));
+    let answers = match answers {
+        // The store is behind the device (it lost writes): the device moves back to what the
+        // store has as acked, and the inbox is read again from there.
+        Ok((_, attributes, inbox, head)) if hello.last_seq > inbox.last_seq => {
+            tracing::warn!(device_id = %hello.device, device_last_seq = hello.last_seq, inbox_last_seq = inbox.last_seq, "device is ahead of its inbox (the store lost writes?); it moves back to the acked position");
+            store
+                .read_inbox(hello.device, inbox.acked_up_to, batch, now_ms())
+                .await
+                .map(|page| (page, attributes, Some(inbox.acked_up_to), head))
+        }
+        Ok((page, attributes, _, head)) => Ok((page, attributes, None, head)),
+        Err(error) => Err(error),
+    };
+    match answers {
+        Ok((page, attributes, rewind_inbox_to, head)) => Ok(Authed {
             epoch,
             app: record.app,
             registered_at_ms: record.created_at_ms,
             attributes,
             page,
+            rewind_inbox_to,
+            rewind_timeline_to: (hello.timeline_seq > head).then_some(head),
         }),
         Err(error) => {
             let _ = store.clear_presence(hello.device, id, epoch).await;

@@ -44,6 +44,12 @@ impl AckCoalescer {
         }
     }
 
+    /// Moves the acked positions back to `limit` where they are past it: the store's
+    /// sequence restarted below them, and what it numbers from there is acked anew.
+    pub(crate) fn lower_to(&mut self, limit: Positions) {
+        self.sent_up_to.lower_to(limit);
+    }
+
     /// Decides, given the app's position now, whether to send an Ack now, and which. When it
     /// answers `None` with an Ack still owed, [`AckCoalescer::due_at`] says when to ask again.
     /// The caller reports a sent Ack with [`AckCoalescer::sent`].

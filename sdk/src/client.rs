@@ -152,6 +152,10 @@ impl Client {
                 None => match self.events.recv().await {
                     Some(Event::Message(message)) => message,
                     Some(Event::Fatal(error)) => return Err(error),
+                    Some(Event::LowerPositions(limit)) => {
+                        self.lower_positions(limit).await?;
+                        continue;
+                    }
                     None => return Err(Error::Closed),
                 },
             };
@@ -185,6 +189,23 @@ impl Client {
             });
             return Ok(message);
         }
+    }
+
+    /// Moves the handed (and saved) positions back to `limit` where they are past it: the
+    /// store lost writes and numbers new messages from there again.
+    async fn lower_positions(&mut self, limit: Positions) -> Result<()> {
+        self.state
+            .update(move |state| {
+                state.last_seq = state.last_seq.min(limit.inbox);
+                state.timeline_seq = state.timeline_seq.min(limit.timeline);
+            })
+            .await?;
+        self.handed_up_to.lower_to(limit);
+        self.handed.send_replace(Handed {
+            up_to: self.handed_up_to,
+            more_queued: !self.events.is_empty(),
+        });
+        Ok(())
     }
 
     /// Who this device is.

@@ -54,6 +54,11 @@ impl Inbound {
         self.received_up_to
     }
 
+    /// Moves the received positions back to `limit` where they are past it.
+    pub(crate) fn lower_to(&mut self, limit: Positions) {
+        self.received_up_to.lower_to(limit);
+    }
+
     /// Forgets the ids of the previous connection (the seq rule still holds across them).
     pub(crate) fn start_connection(&mut self) {
         self.recent_ids.clear();

@@ -22,7 +22,7 @@ use crate::error::Error;
 use crate::inbound::Verdict;
 use crate::message::Message;
 use crate::stats::Counters;
-use crate::stream::Stream;
+use crate::stream::{Positions, Stream};
 use crate::task::{ConnectionTask, Event};
 
 /// The socket of one session.
@@ -319,6 +319,24 @@ impl ConnectionTask {
                 self.counters
                     .connected
                     .store(true, std::sync::atomic::Ordering::Relaxed);
+                let store_at = Positions {
+                    inbox: welcome.rewind_inbox_to.unwrap_or(u64::MAX),
+                    timeline: welcome.rewind_timeline_to.unwrap_or(u64::MAX),
+                };
+                if self.inbound.received_up_to().any_ahead_of(store_at) {
+                    tracing::warn!(
+                        device_id = %self.identity.device_id,
+                        rewind_inbox_to = ?welcome.rewind_inbox_to,
+                        rewind_timeline_to = ?welcome.rewind_timeline_to,
+                        "the store is behind this device (it lost writes?): moving back to it"
+                    );
+                    self.inbound.lower_to(store_at);
+                    self.acks.lower_to(store_at);
+                    // The socket is read only with a slot reserved, so there is one.
+                    if let Some(permit) = slot.take() {
+                        permit.send(Event::LowerPositions(store_at));
+                    }
+                }
                 let received = self.inbound.received_up_to();
                 tracing::info!(
                     device_id = %self.identity.device_id,

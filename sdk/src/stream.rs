@@ -58,6 +58,13 @@ impl Positions {
         *position = (*position).max(seq);
     }
 
+    /// Moves each position back to `limit`'s where it is past it (the store lost writes:
+    /// see `Welcome.inbox_last_seq`).
+    pub(crate) fn lower_to(&mut self, limit: Positions) {
+        self.inbox = self.inbox.min(limit.inbox);
+        self.timeline = self.timeline.min(limit.timeline);
+    }
+
     /// Whether any stream is ahead of `other`.
     pub(crate) fn any_ahead_of(self, other: Positions) -> bool {
         self.inbox > other.inbox || self.timeline > other.timeline
@@ -90,5 +97,24 @@ mod tests {
             inbox: 4,
             timeline: 8
         }));
+    }
+
+    #[test]
+    fn lowering_moves_back_only_what_is_past_the_limit() {
+        let mut positions = Positions {
+            inbox: 7,
+            timeline: 3,
+        };
+        positions.lower_to(Positions {
+            inbox: 2,
+            timeline: u64::MAX,
+        });
+        assert_eq!(
+            positions,
+            Positions {
+                inbox: 2,
+                timeline: 3
+            }
+        );
     }
 }

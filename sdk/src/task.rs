@@ -38,6 +38,9 @@ pub(crate) enum Event {
     Message(Message),
     /// The device was refused for good; the task has ended.
     Fatal(Error),
+    /// The store is behind the device's positions (it lost writes): the app side moves its
+    /// handed and saved positions back to these, before any later message.
+    LowerPositions(crate::stream::Positions),
 }
 
 /// Where the next connection goes.
