@@ -224,22 +224,7 @@ fn message_line(message: &ringpush_sdk::Message) -> Value {
         line["priority"] = json!("high");
     }
     if let Some(notification) = &message.notification {
-        let mut shown = serde_json::Map::new();
-        let fields = [
-            ("title", notification.title.as_ref().map(|t| json!(t))),
-            ("body", notification.body.as_ref().map(|b| json!(b))),
-            (
-                "deep_link",
-                notification.deep_link.as_ref().map(|l| json!(l)),
-            ),
-            ("badge", notification.badge.map(|b| json!(b))),
-        ];
-        for (name, value) in fields {
-            if let Some(value) = value {
-                shown.insert(name.to_owned(), value);
-            }
-        }
-        line["notification"] = Value::Object(shown);
+        line["notification"] = notification_json(notification);
     }
     line
 }
@@ -250,4 +235,24 @@ fn print_line(value: &Value) -> anyhow::Result<()> {
     writeln!(stdout, "{value}")?;
     stdout.flush()?;
     Ok(())
+}
+
+/// A notification as JSON, with the fields it gives (as the REST API takes it and `listen`
+/// prints it).
+pub(crate) fn notification_json(notification: &ringpush_sdk::Notification) -> Value {
+    let fields = [
+        ("title", notification.title.as_ref().map(|t| json!(t))),
+        ("body", notification.body.as_ref().map(|b| json!(b))),
+        (
+            "deep_link",
+            notification.deep_link.as_ref().map(|l| json!(l)),
+        ),
+        ("badge", notification.badge.map(|b| json!(b))),
+    ];
+    Value::Object(
+        fields
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.to_owned(), value?)))
+            .collect(),
+    )
 }

@@ -159,19 +159,14 @@ impl SendArgs {
 
     /// The notification shape of the flags, if any was given.
     fn notification(&self) -> Option<Value> {
-        let mut notification = serde_json::Map::new();
-        let fields = [
-            ("title", self.title.as_ref().map(|t| json!(t))),
-            ("body", self.body.as_ref().map(|b| json!(b))),
-            ("deep_link", self.deep_link.as_ref().map(|l| json!(l))),
-            ("badge", self.badge.map(|b| json!(b))),
-        ];
-        for (name, value) in fields {
-            if let Some(value) = value {
-                notification.insert(name.to_owned(), value);
-            }
-        }
-        (!notification.is_empty()).then_some(Value::Object(notification))
+        let notification = ringpush_sdk::Notification {
+            title: self.title.clone(),
+            body: self.body.clone(),
+            deep_link: self.deep_link.clone(),
+            badge: self.badge,
+        };
+        (notification != ringpush_sdk::Notification::default())
+            .then(|| crate::client::notification_json(&notification))
     }
 
     /// The campaign schedule, if the send is a campaign.

@@ -12,9 +12,9 @@ use ringpush_harness::sim::SimDevice;
 use ringpush_sdk::{DeviceAttributes, Identity, Stream};
 use serde_json::{Value, json};
 use support::audiences::{
-    App, AudienceDevice, Log, Reaction, assert_adds_up, connect_sims, counts, db_size, estimate,
-    handed, owner_index, redis_keys, register_identity, register_many, send, start_audience_device,
-    stats, wait_connected, wait_estimate,
+    App, AudienceDevice, Log, Reaction, connect_sims, db_size, estimate, handed, owner_index,
+    redis_keys, register_identity, register_many, send, start_audience_device, stats,
+    wait_connected, wait_estimate, wait_for_counts,
 };
 use support::{Platform, eventually};
 
@@ -604,20 +604,17 @@ async fn statistics_add_up_for_a_message_and_a_campaign() {
     );
 
     // Online: delivered and acked; two opened, two clicked; the four offline pending.
-    for (what, path) in [("message", &message_path), ("campaign", &campaign_path)] {
-        let live = [8, 4, 4, 2, 2, 4, 0, 0];
-        let read = async || counts(&stats(&platform, &app, path).await) == live;
-        eventually(
-            &format!("the {what} delivered live"),
-            Duration::from_secs(20),
-            read,
-        )
-        .await;
+    let both = [
+        ("message", message_path.as_str()),
+        ("campaign", campaign_path.as_str()),
+    ];
+    let live = [8, 4, 4, 2, 2, 4, 0, 0];
+    for (what, path) in both {
+        wait_for_counts(&platform, &app, what, path, live, Duration::from_secs(20)).await;
         assert!(
             Instant::now() < ttl_deadline,
             "{what}: the TTL passed before the check"
         );
-        assert_adds_up(&stats(&platform, &app, path).await, what);
     }
 
     // The late device connects within the TTL: the catch-up delivers both; it opens them.
@@ -627,32 +624,44 @@ async fn statistics_add_up_for_a_message_and_a_campaign() {
         click: false,
     };
     let late = start_audience_device(&platform, late, state_file, None, opens, &log).await;
-    for (what, path) in [("message", &message_path), ("campaign", &campaign_path)] {
-        let caught_up = [8, 5, 5, 3, 2, 3, 0, 0];
-        let read = async || counts(&stats(&platform, &app, path).await) == caught_up;
-        eventually(
-            &format!("the {what} caught up"),
+    let caught_up = [8, 5, 5, 3, 2, 3, 0, 0];
+    for (what, path) in both {
+        wait_for_counts(
+            &platform,
+            &app,
+            what,
+            path,
+            caught_up,
             Duration::from_secs(20),
-            read,
         )
         .await;
         assert!(
             Instant::now() < ttl_deadline,
             "{what}: the TTL passed before the check"
         );
-        assert_adds_up(&stats(&platform, &app, path).await, what);
     }
     assert_eq!(handed(&log, &late.id, Stream::Timeline).len(), 2);
 
-    // After the TTL, what was pending is expired.
+    // After the TTL, what was pending is expired. An ended campaign's messages expire a TTL
+    // after the end of the last minute it sent in (its statistics know minutes, not each
+    // message's time): within a minute of the message's own expiry.
     let expired = [8, 5, 5, 3, 2, 0, 3, 0];
-    let read = async || counts(&stats(&platform, &app, &message_path).await) == expired;
-    eventually("the message expired", Duration::from_secs(30), read).await;
-    assert_adds_up(&stats(&platform, &app, &message_path).await, "message");
-    // An ended campaign's messages expire a TTL after the end of the last minute it sent in
-    // (its statistics know minutes, not each message's time): within a minute of the
-    // message's own expiry.
-    let read = async || counts(&stats(&platform, &app, &campaign_path).await) == expired;
-    eventually("the campaign expired", Duration::from_secs(90), read).await;
-    assert_adds_up(&stats(&platform, &app, &campaign_path).await, "campaign");
+    wait_for_counts(
+        &platform,
+        &app,
+        "message",
+        &message_path,
+        expired,
+        Duration::from_secs(30),
+    )
+    .await;
+    wait_for_counts(
+        &platform,
+        &app,
+        "campaign",
+        &campaign_path,
+        expired,
+        Duration::from_secs(90),
+    )
+    .await;
 }

@@ -13,7 +13,7 @@ use ringpush_audience::DeviceAttributes;
 use ringpush_protocol::device::{ErrorCode, ServerFrame, Welcome, server_frame};
 use ringpush_protocol::ws::close_code;
 use ringpush_protocol::{AppId, DeviceId, PROTOCOL_VERSION};
-use ringpush_store::{StoreError, StoredMessage, now_ms, secret_hash};
+use ringpush_store::{Store, StoreError, StoredMessage, now_ms, secret_hash};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::{SendError, TrySendError};
 
@@ -330,39 +330,63 @@ async fn check_hello(shared: &Shared, hello: &PendingHello) -> Result<Authed, (E
         .await
         .map_err(unavailable)?;
     let batch = shared.config.replay_batch;
-    let (page, attributes, inbox, head) = tokio::join!(
-        store.read_inbox(hello.device, hello.last_seq, batch, now_ms()),
-        store.registry().attributes(hello.device),
-        store.inbox_state(hello.device, now_ms()),
-        store.timelines().timeline_head(record.app),
-    );
-    let answers = page.and_then(|page| Ok((page, attributes?, inbox?, head?)));
-    let answers = match answers {
-        // The store is behind the device (it lost writes): the device moves back to what the
-        // store has as acked, and the inbox is read again from there.
-        Ok((_, attributes, inbox, head)) if hello.last_seq > inbox.last_seq => {
-            tracing::warn!(device_id = %hello.device, device_last_seq = hello.last_seq, inbox_last_seq = inbox.last_seq, "device is ahead of its inbox (the store lost writes?); it moves back to the acked position");
-            store
-                .read_inbox(hello.device, inbox.acked_up_to, batch, now_ms())
-                .await
-                .map(|page| (page, attributes, Some(inbox.acked_up_to), head))
+    let timeline_head = async {
+        // A device at 0 has nothing to move back.
+        if hello.timeline_seq == 0 {
+            return Ok(None);
         }
-        Ok((page, attributes, _, head)) => Ok((page, attributes, None, head)),
-        Err(error) => Err(error),
+        store.timelines().timeline_head(record.app).await.map(Some)
     };
-    match answers {
-        Ok((page, attributes, rewind_inbox_to, head)) => Ok(Authed {
+    let answers = async {
+        let (page, attributes, head) = tokio::join!(
+            store.read_inbox(hello.device, hello.last_seq, batch, now_ms()),
+            store.registry().attributes(hello.device),
+            timeline_head,
+        );
+        let (page, rewind_inbox_to) = rewind_if_store_behind(store, hello, page?, batch).await?;
+        let rewind_timeline_to = head?.filter(|head| hello.timeline_seq > *head);
+        Ok::<_, StoreError>((page, attributes?, rewind_inbox_to, rewind_timeline_to))
+    };
+    match answers.await {
+        Ok((page, attributes, rewind_inbox_to, rewind_timeline_to)) => Ok(Authed {
             epoch,
             app: record.app,
             registered_at_ms: record.created_at_ms,
             attributes,
             page,
             rewind_inbox_to,
-            rewind_timeline_to: (hello.timeline_seq > head).then_some(head),
+            rewind_timeline_to,
         }),
         Err(error) => {
             let _ = store.clear_presence(hello.device, id, epoch).await;
             Err(unavailable(error))
         }
     }
+}
+
+/// Where a store that lost writes (a failover to a lagging replica) shows: a device whose
+/// position is past the inbox's last seq. The device then moves back to what the store has
+/// as acked, and the inbox is read again from there; answers the page to send and, if the
+/// device moves back, where to. Costs nothing in the usual case: a message above the
+/// device's position proves the store is not behind it, and a device at 0 cannot be ahead;
+/// otherwise the inbox holds only what the device has received and not acked, which
+/// `inbox_state` reads cheaply.
+async fn rewind_if_store_behind(
+    store: &dyn Store,
+    hello: &PendingHello,
+    page: Vec<StoredMessage>,
+    batch: usize,
+) -> Result<(Vec<StoredMessage>, Option<u64>), StoreError> {
+    if !page.is_empty() || hello.last_seq == 0 {
+        return Ok((page, None));
+    }
+    let inbox = store.inbox_state(hello.device, now_ms()).await?;
+    if hello.last_seq <= inbox.last_seq {
+        return Ok((page, None));
+    }
+    tracing::warn!(device_id = %hello.device, device_last_seq = hello.last_seq, inbox_last_seq = inbox.last_seq, "device is ahead of its inbox (the store lost writes?); it moves back to the acked position");
+    let page = store
+        .read_inbox(hello.device, inbox.acked_up_to, batch, now_ms())
+        .await?;
+    Ok((page, Some(inbox.acked_up_to)))
 }

@@ -311,6 +311,21 @@ pub fn totals(stats: &Value) -> BTreeMap<String, u64> {
 }
 
 /// Checks that the totals add up and that each counted series sums to its total.
+/// Waits up to `timeout` until the statistics at `path` read `expected` (in the order of
+/// [`counts`]), then checks that they add up.
+pub async fn wait_for_counts(
+    platform: &Platform,
+    app: &App,
+    what: &str,
+    path: &str,
+    expected: [u64; 8],
+    timeout: Duration,
+) {
+    let read = async || counts(&stats(platform, app, path).await) == expected;
+    eventually(&format!("the {what} at {expected:?}"), timeout, read).await;
+    assert_adds_up(&stats(platform, app, path).await, what);
+}
+
 pub fn assert_adds_up(stats: &Value, what: &str) {
     let t = totals(stats);
     assert_eq!(

@@ -14,7 +14,7 @@ use ringpush_testkit::free_port;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use super::devices::device_config;
+use super::devices::{device_config, next_number};
 use super::{ADMIN_TOKEN, LEASE_TTL_MS, Platform, Proc, eventually, wait_for_port};
 
 /// A message as a device's app was handed it.
@@ -96,12 +96,6 @@ pub async fn start_timed_device(
         connected,
         task,
     }
-}
-
-fn next_number() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Waits until every device reports a live connection.

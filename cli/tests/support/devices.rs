@@ -54,7 +54,7 @@ pub async fn start_device(
     dir: &Path,
     received: &Received,
 ) -> Device {
-    let state = dir.join(format!("device-{}.json", rand_suffix()));
+    let state = dir.join(format!("device-{}.json", next_number()));
     let config = device_config(platform, app, client_key, state);
     let mut client = Client::start(config).await.expect("device starts");
     let id = client.device_id().to_string();
@@ -85,7 +85,8 @@ pub async fn start_device(
     }
 }
 
-fn rand_suffix() -> u64 {
+/// A number no other call in this test process gets (for unique file names).
+pub fn next_number() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
