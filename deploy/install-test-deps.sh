@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs and a fresh machine may lack: redis-server and
-# redis-cli (Debian packages). Safe to run again: it installs only what is missing.
+# Installs what the test suite needs and a fresh machine may lack (Debian packages):
+# redis-server and redis-cli, and chromium and chromedriver (/usr/bin/chromium,
+# /usr/bin/chromedriver) for the browser tests of the portal (ringpush-harness's `browser`).
+# Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing ${missing[*]} (needed by the tests)" >&2

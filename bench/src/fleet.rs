@@ -79,6 +79,7 @@ impl Fleet {
                 let options = SimOptions {
                     attributes: Some(attributes),
                     arrivals: Some(arrivals.clone()),
+                    ..SimOptions::default()
                 };
                 async move {
                     let device = SimDevice::connect_with(&url, &id, &token, 0, options).await;

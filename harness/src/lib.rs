@@ -7,6 +7,8 @@
 //!   enough to hold thousands in one process.
 //! - [`watchdog::Watchdog`]: every `Platform` has one; a test that hangs aborts with the
 //!   logs instead of hanging the suite.
+//! - [`browser::Browser`]: a headless Chromium driven over WebDriver (chromedriver), for
+//!   end-to-end tests of the web portal.
 //!
 //! What it does not own: devices built on the SDK (the CLI's tests have those), assertions.
 //!
@@ -14,6 +16,7 @@
 //! `ringpush` beside the running executable (cargo puts test and bench executables in
 //! `target/<profile>/deps/` and binaries in `target/<profile>/`).
 
+pub mod browser;
 pub mod platform;
 pub mod process;
 pub mod sim;
@@ -22,6 +25,7 @@ pub mod watchdog;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+pub use browser::{Browser, BrowserError, Element};
 pub use platform::{ADMIN_TOKEN, ConnectorProc, LEASE_TTL_MS, Platform, PlatformOptions};
 pub use process::{Lines, Proc, eventually, wait_for_port};
 

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
 use ringpush_protocol::device::{
-    Ack, Attributes, ClientFrame, Hello, Ping, Push, client_frame, server_frame,
+    Ack, Attributes, ClientFrame, Hello, Ping, Push, Report, ReportEvent, ReportKind, client_frame,
+    server_frame,
 };
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
@@ -82,6 +83,9 @@ pub struct SimOptions {
     pub attributes: Option<Attributes>,
     /// Where to record each push's arrival.
     pub arrivals: Option<Arc<ArrivalLog>>,
+    /// Report each push handed to the app (`Received`, as the SDK does) and, with these,
+    /// each of these too (`Opened`, `Clicked`), for delivery statistics.
+    pub reports: Vec<ReportKind>,
 }
 
 /// One simulated device connection; dropping it closes the socket.
@@ -143,6 +147,7 @@ impl SimDevice {
         let counts = Arc::new(SimCounts::default());
         let shared = counts.clone();
         let SimOptions {
+            reports,
             mut attributes,
             arrivals,
         } = options;
@@ -175,6 +180,13 @@ impl SimDevice {
                 {
                     log.record(push);
                 }
+                // What a report names, taken before the push is consumed below.
+                let reported = match &frame_in.kind {
+                    Some(server_frame::Kind::Push(push)) if !reports.is_empty() => {
+                        Some((push.message_id.clone(), push.campaign_id.clone()))
+                    }
+                    _ => None,
+                };
                 let ack = match frame_in.kind {
                     Some(server_frame::Kind::Welcome(welcome)) => {
                         let every =
@@ -216,6 +228,20 @@ impl SimDevice {
                         .is_err()
                 {
                     return;
+                }
+                if let Some((message_id, campaign_id)) = reported {
+                    let events = reports
+                        .iter()
+                        .map(|kind| ReportEvent {
+                            message_id: message_id.clone(),
+                            campaign_id: campaign_id.clone(),
+                            kind: (*kind).into(),
+                        })
+                        .collect();
+                    let report = client_frame::Kind::Report(Report { events });
+                    if socket.send(frame(report)).await.is_err() {
+                        return;
+                    }
                 }
             }
         });
