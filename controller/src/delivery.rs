@@ -353,9 +353,7 @@ async fn deliver_batch(
         Ok(Ok(response)) => response.into_inner().outcomes,
         Ok(Err(status)) => {
             tracing::warn!(connector = member_id, code = ?status.code(), message = status.message(), count = batch.len(), "deliver call failed; the inboxes keep the messages");
-            metrics::counter!("ringpush_controller_deliveries_total", "outcome" => "call_failed")
-                .increment(batch.len() as u64);
-            return;
+            return retry_failed_call(router, member_id, batch).await;
         }
         Err(_) => {
             tracing::warn!(
@@ -363,9 +361,7 @@ async fn deliver_batch(
                 count = batch.len(),
                 "deliver call timed out; the inboxes keep the messages"
             );
-            metrics::counter!("ringpush_controller_deliveries_total", "outcome" => "call_failed")
-                .increment(batch.len() as u64);
-            return;
+            return retry_failed_call(router, member_id, batch).await;
         }
     };
     let mut not_connected = Vec::new();
@@ -383,4 +379,19 @@ async fn deliver_batch(
         }
     }
     futures_util::future::join_all(not_connected).await;
+}
+
+/// A call that failed (the connector died, or its ring lease outlived it): a device that
+/// already connected elsewhere has a presence naming the connector that holds it now, so
+/// each message is tried there once. Without this, a message sent in the moment between a
+/// device reconnecting and this controller's ring dropping the dead connector would wait in
+/// the inbox, while its device is connected, until the device's next reconnect.
+async fn retry_failed_call(router: &DeliveryRouter, member_id: &str, batch: Vec<Outgoing>) {
+    metrics::counter!("ringpush_controller_deliveries_total", "outcome" => "call_failed")
+        .increment(batch.len() as u64);
+    let retries = batch
+        .into_iter()
+        .filter(|message| !message.retried)
+        .map(|message| router.retry_at_presence(member_id, message));
+    futures_util::future::join_all(retries).await;
 }
