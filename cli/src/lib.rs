@@ -3,12 +3,14 @@
 //! - [`serve`]: `dev` (everything in one process on the embedded store), `connector`,
 //!   `dispatcher`, `controller` (each alone, on Redis);
 //! - [`client`]: `app create`, `send` and `listen` (a device built on the SDK);
+//! - [`operator`]: `operator create` (portal operators);
 //! - [`settings`]: defaults, TOML file, environment and flags;
 //! - [`telemetry`] and [`shutdown`]: logs, metrics, signals.
 //!
 //! Exit codes: 0 success, 1 a failed operation, 64 invalid configuration or usage.
 
 pub mod client;
+pub mod operator;
 pub mod send;
 pub mod serve;
 pub mod settings;
@@ -49,6 +51,11 @@ pub enum Command {
     App {
         #[command(subcommand)]
         command: client::AppCommand,
+    },
+    /// Manage the portal's operators through the REST API.
+    Operator {
+        #[command(subcommand)]
+        command: operator::OperatorCommand,
     },
     /// Send a push to devices, aliases or an audience, now or on a schedule; prints the JSON answer.
     Send(Box<send::SendArgs>),
@@ -101,6 +108,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Dispatcher(args) => serve::dispatcher(args).await,
         Command::Controller(args) => serve::controller(args).await,
         Command::App { command } => client::app(command).await,
+        Command::Operator { command } => operator::operator(command).await,
         Command::Send(args) => send::send(*args).await,
         Command::Listen(args) => client::listen(args).await,
         Command::Config => {

@@ -63,6 +63,9 @@ pub struct DevArgs {
         value_name = "REAL_ANCHOR_MS:SIM_ANCHOR_MS:RATE"
     )]
     pub simulated_clock: Option<String>,
+    /// Mark the portal's session cookie Secure (the controller is served over TLS).
+    #[arg(long, env = "RINGPUSH_SECURE_COOKIES")]
+    pub secure_cookies: bool,
 }
 
 #[derive(Debug, Args)]
@@ -143,6 +146,9 @@ pub struct ControllerArgs {
         value_name = "REAL_ANCHOR_MS:SIM_ANCHOR_MS:RATE"
     )]
     pub simulated_clock: Option<String>,
+    /// Mark the portal's session cookie Secure (the controller is served over TLS).
+    #[arg(long, env = "RINGPUSH_SECURE_COOKIES")]
+    pub secure_cookies: bool,
 }
 
 fn load_settings(
@@ -207,6 +213,7 @@ fn controller_config(settings: &Settings) -> ControllerConfig {
     config.max_devices_per_request = c.max_devices_per_request;
     config.default_ttl_seconds = c.default_ttl_seconds;
     config.inbox.max_inbox_len = c.max_inbox_len;
+    config.secure_cookies = c.secure_cookies;
     config
 }
 
@@ -233,6 +240,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         }
         if let Some(clock) = args.simulated_clock.clone() {
             s.controller.simulated_clock = clock;
+        }
+        if args.secure_cookies {
+            s.controller.secure_cookies = true;
         }
     })?;
     let generated_token = settings.controller.admin_token.is_empty();
@@ -261,6 +271,10 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
 
     println!("ringpush dev is running (store: {})", path.display());
     println!("  controller  http://{}", controller_listener.local_addr()?);
+    println!(
+        "  portal      http://{}/portal/",
+        controller_listener.local_addr()?
+    );
     println!("  dispatcher  http://{}", dispatcher_listener.local_addr()?);
     println!("  connector   {}", settings.connector.device_url);
     if generated_token {
@@ -411,6 +425,9 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         }
         if let Some(clock) = args.simulated_clock.clone() {
             s.controller.simulated_clock = clock;
+        }
+        if args.secure_cookies {
+            s.controller.secure_cookies = true;
         }
     })?;
     if settings.controller.admin_token.len() < 16 {

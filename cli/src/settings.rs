@@ -43,6 +43,9 @@ pub struct ControllerSettings {
     /// clock reads REAL_ANCHOR_MS, and runs RATE times as fast). Campaign times only: message
     /// TTLs and leases stay on the real clock. Empty: the system clock.
     pub simulated_clock: String,
+    /// Mark the portal's session cookie `Secure`: set it when the controller is served over
+    /// TLS (a proxy's `X-Forwarded-Proto: https` does the same per request).
+    pub secure_cookies: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +108,7 @@ impl Default for ControllerSettings {
             scheduler_tick_ms: 1000,
             campaign_lease_ms: 600_000,
             simulated_clock: String::new(),
+            secure_cookies: false,
         }
     }
 }

@@ -8,8 +8,22 @@ use ringpush_store::StoreError;
 /// An error answered to a REST caller as `{"error": {"code": ..., "message": ...}}`.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("missing credentials: send `Authorization: Bearer <key>`")]
+    #[error("missing credentials: send `Authorization: Bearer <key>`, or log in to the portal")]
     MissingCredentials,
+    #[error("wrong operator name or password")]
+    InvalidLogin,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(
+        "a change made with a portal session needs the session's CSRF token in X-CSRF-Token (reload the page)"
+    )]
+    CsrfFailed,
+    #[error("too many failed logins; try again in {retry_after_seconds} s")]
+    RateLimited { retry_after_seconds: u64 },
+    #[error("no key with id {0} in this app")]
+    UnknownKey(String),
+    #[error("no operator named {0}")]
+    UnknownOperator(String),
     #[error("the key is not valid for this {0}")]
     InvalidCredentials(&'static str),
     #[error("this endpoint needs the {needed}; the {given} cannot call it")]
@@ -49,6 +63,12 @@ impl ApiError {
             Self::MissingCredentials => (StatusCode::UNAUTHORIZED, "missing_credentials"),
             Self::InvalidCredentials(_) => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             Self::WrongKey { .. } => (StatusCode::FORBIDDEN, "wrong_key"),
+            Self::InvalidLogin => (StatusCode::UNAUTHORIZED, "invalid_login"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::UnknownKey(_) => (StatusCode::NOT_FOUND, "unknown_key"),
+            Self::UnknownOperator(_) => (StatusCode::NOT_FOUND, "unknown_operator"),
             Self::UnknownApp(_) => (StatusCode::NOT_FOUND, "unknown_app"),
             Self::UnknownDevice(_) | Self::UnknownDevices(_) => {
                 (StatusCode::NOT_FOUND, "unknown_device")
@@ -84,6 +104,16 @@ impl IntoResponse for ApiError {
             tracing::warn!(code, error = %self, "request failed");
         }
         let body = serde_json::json!({ "error": { "code": code, "message": self.to_string() } });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Self::RateLimited {
+            retry_after_seconds,
+        } = self
+        {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_seconds),
+            );
+        }
+        response
     }
 }

@@ -1,8 +1,13 @@
 //! The controller: the REST API that apps' backends call, and the path from an accepted
 //! message to the device.
 //!
-//! - [`api`]: `/v1` endpoints (apps, devices, messages), `/openapi.json`, health and metrics;
-//! - [`auth`]: admin token, server and client keys;
+//! - [`api`]: `/v1` endpoints (apps and keys, devices, messages, audiences, campaigns,
+//!   operators and sessions), `/openapi.json`, health and metrics;
+//! - [`auth`]: who is calling (admin token, server and client keys, operators' sessions)
+//!   and what they may do; [`password`] and [`login_limit`]: operators' passwords and the
+//!   bound on login attempts;
+//! - [`portal`]: the marketing portal's pages under `/portal`, which act only through the
+//!   API;
 //! - [`scheduler`] and [`campaign_fire`]: campaigns' firings, each sent once across
 //!   controllers; [`clock`]: the campaign time they and the campaign API read (the system
 //!   clock, or a simulated one for tests and demos);
@@ -23,7 +28,10 @@ pub mod campaign_fire;
 pub mod clock;
 pub mod delivery;
 pub mod error;
+pub mod login_limit;
 pub mod message_options;
+pub mod password;
+mod portal;
 pub mod scheduler;
 pub mod send;
 pub mod target;
@@ -56,6 +64,8 @@ pub struct ControllerConfig {
     /// Per-device inbox limits.
     pub inbox: InboxLimits,
     pub delivery: DeliveryConfig,
+    /// Mark the portal's session cookie `Secure` (the API is served over TLS).
+    pub secure_cookies: bool,
 }
 
 impl ControllerConfig {
@@ -69,6 +79,7 @@ impl ControllerConfig {
             max_ttl_seconds: 28 * 24 * 3600,
             inbox: InboxLimits::default(),
             delivery: DeliveryConfig::default(),
+            secure_cookies: false,
         }
     }
 }
@@ -87,6 +98,8 @@ pub struct ControllerState {
     /// Campaign time: stamps campaigns' `created_at_ms` (firings due before it are not
     /// firings), so it must be the clock the scheduler reads.
     pub(crate) clock: Arc<dyn Clock>,
+    /// Failed logins per operator name and address (this process's share of the bound).
+    pub(crate) login_limiter: Arc<login_limit::LoginLimiter>,
 }
 
 impl ControllerState {
@@ -106,6 +119,7 @@ impl ControllerState {
             config: Arc::new(config),
             metrics,
             clock: Arc::new(SystemClock),
+            login_limiter: Arc::default(),
         }
     }
 
@@ -122,9 +136,11 @@ impl ControllerState {
     }
 }
 
-/// The controller's HTTP application, for tests to drive without a server.
+/// The controller's HTTP application (the API and the portal), for tests to drive without a
+/// server.
 pub fn app(state: ControllerState) -> axum::Router {
-    api::routes(state)
+    let api = api::routes(state);
+    portal::routes(api.clone()).merge(api)
 }
 
 /// Serves the API on `listener` until `shutdown` fires, then finishes the requests under way.
@@ -133,7 +149,9 @@ pub async fn serve(
     state: ControllerState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    // With the peer address: logins are rate-limited by it.
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }

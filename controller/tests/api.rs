@@ -398,6 +398,11 @@ async fn openapi_document_describes_every_route() {
         "/v1/apps/{app_id}/devices/{device_id}",
         "/v1/apps/{app_id}/messages",
         "/v1/apps/{app_id}/messages/{message_id}",
+        "/v1/apps/{app_id}/keys",
+        "/v1/apps/{app_id}/keys/{key_id}/revoke",
+        "/v1/operators",
+        "/v1/sessions",
+        "/v1/sessions/current",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }

@@ -19,16 +19,20 @@ use ringpush_protocol::{AppId, DeviceId, MessageId};
 use ringpush_ring::Member;
 
 use crate::{
-    AppRecord, ContentType, DeviceRecord, InboxLimits, InboxState, MessageOptions, MessageStatus,
-    NewMessage, Notification, Priority, Store, StoreError, now_ms, secret_hash,
+    ContentType, DeviceRecord, InboxLimits, InboxState, MessageOptions, MessageStatus, NewMessage,
+    Notification, Priority, Store, StoreError, now_ms, secret_hash,
 };
 
-// Cases of the other parts of the store, one module each.
+// Cases of apps and of the other parts of the store, one module each.
+mod apps;
 mod campaigns;
+mod operators;
 mod registry;
 mod stats;
 mod timeline;
+pub use apps::*;
 pub use campaigns::*;
+pub use operators::*;
 pub use registry::*;
 pub use stats::*;
 pub use timeline::*;
@@ -59,6 +63,10 @@ macro_rules! store_conformance_tests {
     ($make_store:expr) => {
         $crate::store_conformance_tests!(@cases $make_store;
             apps_are_created_once_and_read_back,
+            apps_are_listed_oldest_first,
+            app_keys_are_added_once_in_creation_order,
+            app_keys_are_revoked_once,
+            racing_key_changes_all_hold,
             devices_are_created_once_and_read_back,
             unknown_device_answers_nothing_and_zeros,
             append_assigns_sequences_in_order,
@@ -99,6 +107,9 @@ macro_rules! store_conformance_tests {
             firing_claims_hold_expire_and_finish,
             firing_claims_are_renewed_by_their_owner_only,
             racing_claims_have_one_winner,
+            // the portal's operators and sessions
+            operators_are_created_once_listed_and_deleted,
+            sessions_are_created_read_expire_and_deleted,
         );
     };
     (@cases $make_store:expr; $($case:ident),* $(,)?) => {
@@ -187,33 +198,6 @@ fn member(id: &str, port: u16) -> Member {
         device_url: format!("ws://127.0.0.1:{port}/v1/connect"),
         grpc_url: format!("http://127.0.0.1:{}", port + 1),
     }
-}
-
-pub async fn apps_are_created_once_and_read_back(store: &dyn Store) {
-    let now = now_ms();
-    let app = AppRecord {
-        id: AppId::random(),
-        name: "Weather — alerts ☂".to_owned(),
-        server_key_hash: secret_hash("server key"),
-        client_key_hash: secret_hash("client key"),
-        created_at_ms: now,
-    };
-    store.create_app(&app).await.expect("create app");
-    assert_eq!(
-        store.app(app.id).await.expect("read app"),
-        Some(app.clone())
-    );
-    let again = AppRecord {
-        name: "another".to_owned(),
-        ..app.clone()
-    };
-    let result = store.create_app(&again).await;
-    assert!(
-        matches!(result, Err(StoreError::AlreadyExists(_))),
-        "{result:?}"
-    );
-    assert_eq!(store.app(app.id).await.expect("read app"), Some(app));
-    assert_eq!(store.app(AppId::random()).await.expect("read app"), None);
 }
 
 pub async fn devices_are_created_once_and_read_back(store: &dyn Store) {

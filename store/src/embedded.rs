@@ -1,18 +1,21 @@
 //! [`EmbeddedStore`]: the store in one redb file inside the process, for `ringpush dev`.
 //!
-//! Durable in the file: apps, devices, inbox positions and entries, idempotency records (the
-//! layout is in `records`); device attributes and registry indexes, timelines and statistics
-//! (each part's tables are described in `registry`, `timeline` and `stats`); campaigns and
-//! firing claims (`campaigns`). In memory only (`memory`): presence and connector leases,
+//! Durable in the file: apps and their keys, devices, inbox positions and entries, idempotency
+//! records (the layout is in `records`; app changes in `apps`); device attributes and registry
+//! indexes, timelines and statistics (each part's tables are described in `registry`,
+//! `timeline` and `stats`); campaigns and firing claims (`campaigns`); the portal's operators
+//! and sessions (`operators`). In memory only (`memory`): presence and connector leases,
 //! which describe processes that end with this one.
 //!
 //! Every call runs its redb work on the blocking pool in one transaction: one write
 //! transaction per changing call (a whole append batch at once), durable when it commits.
 
+mod apps;
 mod campaigns;
 mod idempotency;
 mod inbox;
 mod memory;
+mod operators;
 mod records;
 mod registry;
 mod stats;
@@ -26,7 +29,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTran
 use ringpush_protocol::{AppId, DeviceId};
 use ringpush_ring::Member;
 
-use crate::CampaignStore;
+use crate::{AppKey, CampaignStore, OperatorStore};
 use crate::{
     AppRecord, Appended, DeviceRecord, IDEMPOTENCY_TTL_MS, InboxLimits, InboxState, NewMessage,
     Presence, Store, StoreError, StoreResult, StoredMessage, now_ms,
@@ -58,7 +61,7 @@ impl EmbeddedStore {
         let transaction = database.begin_write()?;
         {
             // Opening a table in a write transaction creates it: readers can then rely on it.
-            transaction.open_table(APPS)?;
+            migrate_legacy_apps(&mut transaction.open_table(APPS)?)?;
             transaction.open_table(DEVICES)?;
             transaction.open_table(POSITIONS)?;
             transaction.open_table(INBOX)?;
@@ -69,6 +72,7 @@ impl EmbeddedStore {
             timeline::create_tables(&transaction)?;
             stats::create_tables(&transaction)?;
             campaigns::create_tables(&transaction)?;
+            operators::create_tables(&transaction)?;
         }
         transaction.commit()?;
         Ok(Self {
@@ -110,6 +114,27 @@ impl EmbeddedStore {
     }
 }
 
+/// Rewrites apps stored in the layout before keys were a list (files of earlier versions of
+/// `ringpush dev`), so that their keys keep working and can be revoked.
+fn migrate_legacy_apps(apps: &mut redb::Table<'_, &[u8; 8], &[u8]>) -> StoreResult<()> {
+    let mut legacy = Vec::new();
+    for entry in apps.iter()? {
+        let (key, value) = entry?;
+        let id = AppId(u64::from_be_bytes(*key.value()));
+        if let Some(app) = records::decode_legacy_app(id, value.value()) {
+            legacy.push(app);
+        }
+    }
+    for app in legacy {
+        tracing::info!(app_id = %app.id, "app record moved to the layout with a key list");
+        apps.insert(
+            &app.id.0.to_be_bytes(),
+            records::encode_app(&app)?.as_slice(),
+        )?;
+    }
+    Ok(())
+}
+
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> StoreResult<T> + Send + 'static,
 ) -> StoreResult<T> {
@@ -142,25 +167,33 @@ unavailable_from_redb!(
 impl Store for EmbeddedStore {
     async fn create_app(&self, app: &AppRecord) -> StoreResult<()> {
         let app = app.clone();
+        self.write(move |transaction| apps::create(transaction, &app))
+            .await
+    }
+
+    async fn app(&self, id: AppId) -> StoreResult<Option<AppRecord>> {
+        self.read(move |transaction| apps::read(transaction, id))
+            .await
+    }
+
+    async fn apps(&self) -> StoreResult<Vec<AppRecord>> {
+        self.read(apps::all).await
+    }
+
+    async fn add_app_key(&self, app: AppId, key: &AppKey) -> StoreResult<bool> {
+        let key = key.clone();
         self.write(move |transaction| {
-            let mut apps = transaction.open_table(APPS)?;
-            let key = app.id.0.to_be_bytes();
-            if apps.get(&key)?.is_some() {
-                return Err(StoreError::AlreadyExists(format!("app {}", app.id)));
-            }
-            apps.insert(&key, records::encode_app(&app).as_slice())?;
-            Ok(())
+            apps::update(transaction, app, |record| apps::add_key(record, &key))
         })
         .await
     }
 
-    async fn app(&self, id: AppId) -> StoreResult<Option<AppRecord>> {
-        self.read(move |transaction| {
-            let apps = transaction.open_table(APPS)?;
-            let value = apps.get(&id.0.to_be_bytes())?;
-            value
-                .map(|value| records::decode_app(id, value.value()))
-                .transpose()
+    async fn revoke_app_key(&self, app: AppId, key_id: &str, now_ms: i64) -> StoreResult<bool> {
+        let key_id = key_id.to_owned();
+        self.write(move |transaction| {
+            apps::update(transaction, app, |record| {
+                Ok(apps::revoke_key(record, &key_id, now_ms))
+            })
         })
         .await
     }
@@ -373,6 +406,10 @@ impl Store for EmbeddedStore {
     }
 
     fn campaigns(&self) -> &dyn CampaignStore {
+        self
+    }
+
+    fn operators(&self) -> &dyn OperatorStore {
         self
     }
 }

@@ -2,10 +2,12 @@
 //! - [`RedisStore`]: Redis, a plain server or a Redis Cluster, for deployments;
 //! - [`EmbeddedStore`]: a redb file in the process, for `ringpush dev`.
 //!
-//! What it owns: apps and their key hashes, devices and their token hashes, each device's
-//! inbox (sequence, pending messages, delivered and acked positions), presence, connector
-//! leases (the ring's membership) and idempotency records. [`conformance`] is the behaviour
-//! both backends must show; each backend's tests run all of it.
+//! What it owns: apps and their keys (kind, hash, creation and revocation of each), devices
+//! and their token hashes, each device's inbox (sequence, pending messages, delivered and
+//! acked positions), presence, connector leases (the ring's membership) and idempotency
+//! records; and, behind accessors, the device registry, timelines, statistics, campaigns, and
+//! the web portal's operators and their sessions ([`OperatorStore`]). [`conformance`] is the
+//! behaviour both backends must show; each backend's tests run all of it.
 //!
 //! What it does not own: routing, sockets, key generation or checking (callers hash keys and
 //! tokens with [`secret_hash`] and compare), or any policy beyond the limits passed in.
@@ -19,6 +21,7 @@ mod embedded;
 mod inbox_record;
 pub mod membership;
 mod model;
+mod operators;
 mod options;
 mod record_bytes;
 mod redis_store;
@@ -35,6 +38,7 @@ pub use campaigns::{
 };
 pub use embedded::EmbeddedStore;
 pub use model::*;
+pub use operators::{OperatorRecord, OperatorStore, Role, SessionRecord, UnknownRole};
 pub use options::{MessageOptions, Notification, Priority};
 pub use redis_store::RedisStore;
 pub use registry::RegistryStore;
@@ -63,10 +67,21 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store: Send + Sync + 'static {
     // ---- apps and devices ----
 
-    /// Stores a new app; `AlreadyExists` if its id is taken.
+    /// Stores a new app with the keys it carries (their ids distinct); `AlreadyExists` if its
+    /// id is taken.
     async fn create_app(&self, app: &AppRecord) -> StoreResult<()>;
     /// The app with this id.
     async fn app(&self, id: AppId) -> StoreResult<Option<AppRecord>>;
+    /// Every app, oldest first (by `created_at_ms`, then by id).
+    async fn apps(&self) -> StoreResult<Vec<AppRecord>>;
+    /// Adds a key to an app, after its other keys; answers `false` if there is no such app,
+    /// `AlreadyExists` if the app already has a key with this id (revoked or not). Atomic per
+    /// app: two adds of different ids at once both stay.
+    async fn add_app_key(&self, app: AppId, key: &AppKey) -> StoreResult<bool>;
+    /// Revokes a key at `now_ms`; answers `true` if it was live and is now revoked, `false` if
+    /// there is no such app or key or it was revoked already (its first revocation time
+    /// stays). Atomic: of racing revocations, one answers `true`.
+    async fn revoke_app_key(&self, app: AppId, key_id: &str, now_ms: i64) -> StoreResult<bool>;
     /// Stores a new device; `AlreadyExists` if its id is taken.
     async fn create_device(&self, device: &DeviceRecord) -> StoreResult<()>;
     /// The device with this id.
@@ -156,8 +171,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<[u8; 32]>>;
 
     // ---- the other parts of the store ----
-    // (accessors `registry()`, `timelines()`, `stats()`, `campaigns()` are added here as each
-    // part's backends land)
+    // (accessors `registry()`, `timelines()`, `stats()`, `campaigns()`, `operators()` are
+    // added here as each part's backends land)
 
     /// Device attributes, aliases and time zones.
     fn registry(&self) -> &dyn RegistryStore;
@@ -167,6 +182,8 @@ pub trait Store: Send + Sync + 'static {
     fn stats(&self) -> &dyn StatsStore;
     /// Campaigns and their firings.
     fn campaigns(&self) -> &dyn CampaignStore;
+    /// Operators of the web portal and their sessions.
+    fn operators(&self) -> &dyn OperatorStore;
 
     // ---- derived ----
 

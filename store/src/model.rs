@@ -6,16 +6,56 @@ use serde::{Deserialize, Serialize};
 /// How long an idempotency key is remembered: 24 hours.
 pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// An app (tenant) and the hashes of its keys.
+/// An app (tenant) and its keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppRecord {
     pub id: AppId,
     pub name: String,
-    /// SHA-256 of the server key (sends messages, reads statuses).
-    pub server_key_hash: [u8; 32],
-    /// SHA-256 of the client key (registers devices).
-    pub client_key_hash: [u8; 32],
+    /// Every key the app was given, revoked ones too, in creation order. Ids are distinct.
+    pub keys: Vec<AppKey>,
     pub created_at_ms: i64,
+}
+
+impl AppRecord {
+    /// The unrevoked key with this hash, if the app has one.
+    pub fn live_key(&self, hash: &[u8; 32]) -> Option<&AppKey> {
+        self.keys
+            .iter()
+            .find(|key| key.revoked_at_ms.is_none() && key.hash == *hash)
+    }
+}
+
+/// Which kind of credential a key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    /// Sends messages and reads statuses: for the app's backend only.
+    Server,
+    /// Registers devices: shipped inside the app.
+    Client,
+}
+
+impl KeyKind {
+    /// `"server"` or `"client"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Client => "client",
+        }
+    }
+}
+
+/// One key of an app: the caller holds the secret, the store its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppKey {
+    /// Chosen by the caller: `[A-Za-z0-9_-]`, at most 40 characters, unique in its app.
+    pub id: String,
+    pub kind: KeyKind,
+    /// SHA-256 of the key (see [`crate::secret_hash`]).
+    pub hash: [u8; 32],
+    pub created_at_ms: i64,
+    /// When the key was revoked; a revoked key no longer authenticates, and stays listed.
+    pub revoked_at_ms: Option<i64>,
 }
 
 /// A registered device.
@@ -132,4 +172,47 @@ pub enum MessageStatus {
     Delivered,
     Acked,
     Expired,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str, kind: KeyKind, secret: &str, revoked_at_ms: Option<i64>) -> AppKey {
+        AppKey {
+            id: id.to_owned(),
+            kind,
+            hash: crate::secret_hash(secret),
+            created_at_ms: 1,
+            revoked_at_ms,
+        }
+    }
+
+    #[test]
+    fn live_key_skips_revoked_keys() {
+        let app = AppRecord {
+            id: AppId(1),
+            name: "a".to_owned(),
+            keys: vec![
+                key("old", KeyKind::Server, "s", Some(5)),
+                key("new", KeyKind::Server, "s", None),
+                key("gone", KeyKind::Client, "c", Some(5)),
+            ],
+            created_at_ms: 1,
+        };
+        let found = app
+            .live_key(&crate::secret_hash("s"))
+            .map(|key| key.id.as_str());
+        assert_eq!(found, Some("new"));
+        assert_eq!(app.live_key(&crate::secret_hash("c")), None);
+        assert_eq!(app.live_key(&crate::secret_hash("x")), None);
+    }
+
+    #[test]
+    fn key_kinds_have_lowercase_names() {
+        assert_eq!(KeyKind::Server.as_str(), "server");
+        assert_eq!(KeyKind::Client.as_str(), "client");
+        let json = serde_json::to_string(&KeyKind::Client).unwrap();
+        assert_eq!(json, "\"client\"");
+    }
 }

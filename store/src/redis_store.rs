@@ -6,13 +6,16 @@
 //! `connection` hides single server versus cluster and runs batches.
 //! `registry`, `timeline` and `stats` implement those parts of the store (their Lua is in
 //! `lua/` too); `batch` runs plain commands in per-slot pipelines.
-//! `campaigns` keeps campaigns and the claims of their firings.
+//! `campaigns` keeps campaigns and the claims of their firings; `apps` lists apps and changes
+//! their keys; `operators` keeps the portal's operators and sessions.
 
+mod apps;
 mod batch;
 mod campaigns;
 mod codec;
 mod connection;
 mod keys;
+mod operators;
 mod registry;
 mod scripts;
 mod stats;
@@ -25,7 +28,7 @@ use redis::{AsyncCommands, Value};
 use ringpush_protocol::{AppId, DeviceId};
 use ringpush_ring::Member;
 
-use crate::CampaignStore;
+use crate::{AppKey, CampaignStore, OperatorStore};
 use crate::{
     AppRecord, Appended, DeviceRecord, IDEMPOTENCY_TTL_MS, InboxLimits, InboxState, NewMessage,
     Presence, Store, StoreError, StoreResult, StoredMessage,
@@ -98,7 +101,7 @@ impl RedisStore {
     async fn create_record(
         &self,
         key: &str,
-        fields: Vec<(&'static str, String)>,
+        fields: Vec<(String, String)>,
         what: String,
     ) -> StoreResult<()> {
         let mut invocation = scripts::CREATE_RECORD.key(key);
@@ -162,7 +165,10 @@ impl Store for RedisStore {
     async fn create_app(&self, app: &AppRecord) -> StoreResult<()> {
         let key = self.keys.app(app.id);
         self.create_record(&key, codec::app_fields(app), format!("app {}", app.id))
-            .await
+            .await?;
+        // The index is another key (another slot on a cluster): a second step, as for devices
+        // (see `apps`).
+        self.list_app(app).await
     }
 
     async fn app(&self, id: AppId) -> StoreResult<Option<AppRecord>> {
@@ -172,6 +178,18 @@ impl Store for RedisStore {
             return Ok(None);
         }
         codec::decode_app(&key, id, fields).map(Some)
+    }
+
+    async fn apps(&self) -> StoreResult<Vec<AppRecord>> {
+        self.all_apps().await
+    }
+
+    async fn add_app_key(&self, app: AppId, key: &AppKey) -> StoreResult<bool> {
+        self.add_key(app, key).await
+    }
+
+    async fn revoke_app_key(&self, app: AppId, key_id: &str, now_ms: i64) -> StoreResult<bool> {
+        self.revoke_key(app, key_id, now_ms).await
     }
 
     async fn create_device(&self, device: &DeviceRecord) -> StoreResult<()> {
@@ -466,6 +484,10 @@ impl Store for RedisStore {
     }
 
     fn campaigns(&self) -> &dyn CampaignStore {
+        self
+    }
+
+    fn operators(&self) -> &dyn OperatorStore {
         self
     }
 }

@@ -3,7 +3,8 @@
 
 use ringpush_protocol::{AppId, DeviceId};
 use ringpush_store::{
-    AppRecord, ContentType, EmbeddedStore, InboxLimits, NewMessage, Store, StoreError, secret_hash,
+    AppKey, AppRecord, ContentType, EmbeddedStore, InboxLimits, KeyKind, NewMessage, Store,
+    StoreError, secret_hash,
 };
 
 ringpush_store::store_conformance_tests!(async {
@@ -35,8 +36,22 @@ async fn data_survives_close_and_reopen() {
     let app = AppRecord {
         id: AppId::random(),
         name: "kept".to_owned(),
-        server_key_hash: secret_hash("s"),
-        client_key_hash: secret_hash("c"),
+        keys: vec![
+            AppKey {
+                id: "server".to_owned(),
+                kind: KeyKind::Server,
+                hash: secret_hash("s"),
+                created_at_ms: NOW,
+                revoked_at_ms: None,
+            },
+            AppKey {
+                id: "client".to_owned(),
+                kind: KeyKind::Client,
+                hash: secret_hash("c"),
+                created_at_ms: NOW,
+                revoked_at_ms: None,
+            },
+        ],
         created_at_ms: NOW,
     };
     {
@@ -192,4 +207,49 @@ async fn campaigns_and_firings_survive_close_and_reopen() {
         .await
         .expect("claim");
     assert_eq!(done, Claim::Done);
+}
+
+#[tokio::test]
+async fn apps_of_the_layout_before_key_lists_keep_their_keys() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.redb");
+    let id = AppId(0x0123_4567_89ab_cdef);
+    {
+        // The app record as the earlier layout wrote it: server hash, client hash, created, name.
+        let database = redb::Database::create(&path).expect("create");
+        let transaction = database.begin_write().expect("write");
+        {
+            let table: redb::TableDefinition<&[u8; 8], &[u8]> = redb::TableDefinition::new("apps");
+            let mut apps = transaction.open_table(table).expect("table");
+            let mut value = secret_hash("old server key").to_vec();
+            value.extend_from_slice(&secret_hash("old client key"));
+            value.extend_from_slice(&NOW.to_be_bytes());
+            value.extend_from_slice(b"legacy");
+            apps.insert(&id.0.to_be_bytes(), value.as_slice())
+                .expect("insert");
+        }
+        transaction.commit().expect("commit");
+    }
+    let store = EmbeddedStore::open(&path).expect("open migrates");
+    let app = store.app(id).await.expect("read").expect("app kept");
+    assert_eq!((app.name.as_str(), app.created_at_ms), ("legacy", NOW));
+    let server = app
+        .live_key(&secret_hash("old server key"))
+        .expect("server key");
+    assert_eq!(
+        (server.id.as_str(), server.kind),
+        ("key_server", KeyKind::Server)
+    );
+    let client = app
+        .live_key(&secret_hash("old client key"))
+        .expect("client key");
+    assert_eq!(client.kind, KeyKind::Client);
+    assert!(
+        store
+            .revoke_app_key(id, "key_server", NOW)
+            .await
+            .expect("revoke")
+    );
+    let app = store.app(id).await.expect("read").expect("app");
+    assert!(app.live_key(&secret_hash("old server key")).is_none());
 }

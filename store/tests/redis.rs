@@ -269,3 +269,60 @@ async fn firing_claims_are_kept_thirty_days() {
         assert!(ttl > kept - 60_000 && ttl <= kept, "{key}: {ttl}");
     }
 }
+
+#[tokio::test]
+async fn app_keys_and_sessions_keep_their_documented_layout() {
+    use ringpush_store::{AppKey, AppRecord, KeyKind, SessionRecord, secret_hash};
+    let store = fresh_store().await.with_namespace("layout");
+    let now = now_ms();
+    let key = AppKey {
+        id: "key_a1".to_owned(),
+        kind: KeyKind::Server,
+        hash: secret_hash("s"),
+        created_at_ms: now,
+        revoked_at_ms: None,
+    };
+    let app = AppRecord {
+        id: ringpush_protocol::AppId::random(),
+        name: "layout".to_owned(),
+        keys: vec![key.clone()],
+        created_at_ms: now,
+    };
+    store.create_app(&app).await.expect("create app");
+    let record = format!("layout:app:{}", app.id);
+    let field = |name: &str| server().command(&["HGET", &record, name]).expect("HGET");
+    let hash = hex::encode(key.hash);
+    assert_eq!(field("key:key_a1"), format!("0 server {hash} {now} -"));
+    let score = server()
+        .command(&["ZSCORE", "layout:apps", &app.id.to_string()])
+        .expect("ZSCORE");
+    assert_eq!(score, now.to_string());
+    store
+        .revoke_app_key(app.id, "key_a1", now + 5)
+        .await
+        .expect("revoke");
+    assert_eq!(
+        field("key:key_a1"),
+        format!("0 server {hash} {now} {}", now + 5)
+    );
+
+    let session = SessionRecord {
+        id_hash: secret_hash("session"),
+        operator: "ada".to_owned(),
+        csrf_token: "t".to_owned(),
+        created_at_ms: now,
+        expires_at_ms: now + 3_600_000,
+    };
+    store
+        .operators()
+        .create_session(&session)
+        .await
+        .expect("create session");
+    let key = format!("layout:{{portal}}:session:{}", hex::encode(session.id_hash));
+    let ttl: i64 = server()
+        .command(&["PTTL", &key])
+        .expect("PTTL")
+        .parse()
+        .expect("number");
+    assert!(ttl > 3_600_000 - 60_000 && ttl <= 3_600_000, "{ttl}");
+}

@@ -19,8 +19,8 @@ use ringpush_protocol::internal::{
 use ringpush_protocol::{AppId, DeviceId, MessageId};
 use ringpush_ring::{Member, Ring};
 use ringpush_store::{
-    AppRecord, ContentType, DeviceRecord, EmbeddedStore, InboxLimits, NewMessage, NewTimelineEntry,
-    Store, now_ms, secret_hash,
+    AppKey, AppRecord, ContentType, DeviceRecord, EmbeddedStore, InboxLimits, KeyKind, NewMessage,
+    NewTimelineEntry, Store, now_ms, secret_hash,
 };
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -51,8 +51,22 @@ impl Env {
             .create_app(&AppRecord {
                 id: app,
                 name: "test".into(),
-                server_key_hash: secret_hash("server"),
-                client_key_hash: secret_hash("client"),
+                keys: vec![
+                    AppKey {
+                        id: "server".to_owned(),
+                        kind: KeyKind::Server,
+                        hash: secret_hash("server"),
+                        created_at_ms: now_ms(),
+                        revoked_at_ms: None,
+                    },
+                    AppKey {
+                        id: "client".to_owned(),
+                        kind: KeyKind::Client,
+                        hash: secret_hash("client"),
+                        created_at_ms: now_ms(),
+                        revoked_at_ms: None,
+                    },
+                ],
                 created_at_ms: now_ms(),
             })
             .await

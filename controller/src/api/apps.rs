@@ -1,16 +1,18 @@
-//! `POST /v1/apps`: creating an app and its keys (admin token).
+//! `/v1/apps`: creating an app with its first keys (admin), listing apps and reading one
+//! (admin or any operator).
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use bytes::Bytes;
 use ringpush_protocol::AppId;
-use ringpush_store::{AppRecord, StoreError, now_ms, secret_hash};
+use ringpush_store::{AppRecord, KeyKind, StoreError, now_ms};
 use serde::{Deserialize, Serialize};
 
-use super::{parse_json, random_secret};
+use super::keys::new_key;
+use super::parse_json;
 use crate::ControllerState;
-use crate::auth::require_admin;
+use crate::auth::{Credentials, load_app};
 use crate::error::ApiError;
 
 #[derive(Debug, Deserialize)]
@@ -24,7 +26,9 @@ struct CreateApp {
 pub struct CreatedApp {
     pub app_id: String,
     pub name: String,
+    pub server_key_id: String,
     pub server_key: String,
+    pub client_key_id: String,
     pub client_key: String,
 }
 
@@ -32,10 +36,10 @@ const MAX_NAME_LEN: usize = 200;
 
 pub(crate) async fn create_app(
     State(state): State<ControllerState>,
-    headers: HeaderMap,
+    credentials: Credentials,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CreatedApp>), ApiError> {
-    require_admin(&headers, &state.admin_token_hash)?;
+    credentials.admin(&state).await?;
     let request: CreateApp = parse_json(&body)?;
     let name = request.name.trim().to_owned();
     if name.is_empty() || name.len() > MAX_NAME_LEN {
@@ -44,23 +48,29 @@ pub(crate) async fn create_app(
         )));
     }
     loop {
-        let server_key = random_secret("sk_");
-        let client_key = random_secret("ck_");
+        let now = now_ms();
+        let (server, server_key) = new_key(KeyKind::Server, now);
+        let (client, client_key) = new_key(KeyKind::Client, now);
+        let created = CreatedApp {
+            app_id: String::new(),
+            name: name.clone(),
+            server_key_id: server.id.clone(),
+            server_key,
+            client_key_id: client.id.clone(),
+            client_key,
+        };
         let app = AppRecord {
             id: AppId::random(),
             name: name.clone(),
-            server_key_hash: secret_hash(&server_key),
-            client_key_hash: secret_hash(&client_key),
-            created_at_ms: now_ms(),
+            keys: vec![server, client],
+            created_at_ms: now,
         };
         match state.store.create_app(&app).await {
             Ok(()) => {
                 tracing::info!(app_id = %app.id, name = %app.name, "app created");
                 let created = CreatedApp {
                     app_id: app.id.to_string(),
-                    name,
-                    server_key,
-                    client_key,
+                    ..created
                 };
                 return Ok((StatusCode::CREATED, Json(created)));
             }
@@ -69,4 +79,49 @@ pub(crate) async fn create_app(
             Err(error) => return Err(error.into()),
         }
     }
+}
+
+/// An app as listed (never its keys).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AppView {
+    pub app_id: String,
+    pub name: String,
+    pub created_at_ms: i64,
+}
+
+impl From<&AppRecord> for AppView {
+    fn from(app: &AppRecord) -> Self {
+        Self {
+            app_id: app.id.to_string(),
+            name: app.name.clone(),
+            created_at_ms: app.created_at_ms,
+        }
+    }
+}
+
+/// The answer to `GET /v1/apps`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AppList {
+    pub apps: Vec<AppView>,
+}
+
+pub(crate) async fn list_apps(
+    State(state): State<ControllerState>,
+    credentials: Credentials,
+) -> Result<Json<AppList>, ApiError> {
+    credentials.admin_or_operator(&state).await?;
+    let apps = state.store.apps().await?;
+    Ok(Json(AppList {
+        apps: apps.iter().map(AppView::from).collect(),
+    }))
+}
+
+pub(crate) async fn get_app(
+    State(state): State<ControllerState>,
+    credentials: Credentials,
+    Path(app_id): Path<String>,
+) -> Result<Json<AppView>, ApiError> {
+    credentials.admin_or_operator(&state).await?;
+    let app = load_app(&state, &app_id).await?;
+    Ok(Json(AppView::from(&app)))
 }

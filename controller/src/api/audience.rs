@@ -2,12 +2,11 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ControllerState;
-use crate::auth::{KeyKind, require_app_key};
+use crate::auth::{Access, Credentials};
 use crate::error::ApiError;
 use crate::target::SendRequest;
 
@@ -21,10 +20,10 @@ pub struct Estimate {
 pub(crate) async fn estimate(
     State(state): State<ControllerState>,
     Path(app_id): Path<String>,
-    headers: HeaderMap,
+    credentials: Credentials,
     body: Bytes,
 ) -> Result<Json<Estimate>, ApiError> {
-    let app = require_app_key(state.store.as_ref(), &headers, &app_id, KeyKind::Server).await?;
+    let app = credentials.app(&state, &app_id, Access::Read).await?;
     let target = SendRequest::from_json(&body)?.target(&state.config)?;
     let reach = match state.reach(&app, &target).await {
         // An alias nobody uses reaches nobody; for an estimate that is an answer, not an error.

@@ -3,14 +3,14 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use bytes::Bytes;
 use ringpush_store::{AppRecord, CampaignRecord, CampaignState, Schedule};
 use serde::{Deserialize, Serialize};
 
 use super::stats::{StatsResponse, stats_of};
 use crate::ControllerState;
-use crate::auth::{KeyKind, require_app_key};
+use crate::auth::{Access, Credentials};
 use crate::error::ApiError;
 use crate::target::SendRequest;
 
@@ -58,10 +58,10 @@ impl From<CampaignRecord> for CampaignView {
 pub(crate) async fn create_campaign(
     State(state): State<ControllerState>,
     Path(app_id): Path<String>,
-    headers: HeaderMap,
+    credentials: Credentials,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
-    let app = require_app_key(state.store.as_ref(), &headers, &app_id, KeyKind::Server).await?;
+    let app = credentials.app(&state, &app_id, Access::Send).await?;
     let request: CreateCampaign = serde_json::from_slice(&body)
         .map_err(|error| ApiError::InvalidRequest(format!("request body: {error}")))?;
     let name = request.name.trim().to_owned();
@@ -85,9 +85,23 @@ pub(crate) async fn create_campaign(
             "throttle_per_second must be between 1 and {MAX_THROTTLE_PER_SECOND}"
         )));
     }
-    let bytes: [u8; 8] = rand::random();
+    // Under an Idempotency-Key the id is derived from the key: a retry finds the campaign
+    // the first request created and answers it (200) instead of creating another.
+    let id =
+        match super::messages::idempotency_key(&state, &app, &credentials.headers, &body).await? {
+            Some(scoped_key) => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(format!("campaign:{scoped_key}"));
+                let id = format!("cmp_{}", hex::encode(&digest[..8]));
+                if let Some(existing) = state.store.campaigns().campaign(app.id, &id).await? {
+                    return Ok((StatusCode::OK, Json(existing.into())));
+                }
+                id
+            }
+            None => format!("cmp_{}", hex::encode(rand::random::<[u8; 8]>())),
+        };
     let record = CampaignRecord {
-        id: format!("cmp_{}", hex::encode(bytes)),
+        id,
         app: app.id,
         name,
         request: serde_json::to_value(&message).map_err(|e| ApiError::Internal(e.to_string()))?,
@@ -104,20 +118,21 @@ pub(crate) async fn create_campaign(
 pub(crate) async fn list_campaigns(
     State(state): State<ControllerState>,
     Path(app_id): Path<String>,
-    headers: HeaderMap,
+    credentials: Credentials,
 ) -> Result<Json<Vec<CampaignView>>, ApiError> {
-    let app = require_app_key(state.store.as_ref(), &headers, &app_id, KeyKind::Server).await?;
+    let app = credentials.app(&state, &app_id, Access::Read).await?;
     let campaigns = state.store.campaigns().app_campaigns(app.id).await?;
     Ok(Json(campaigns.into_iter().map(Into::into).collect()))
 }
 
 async fn load(
     state: &ControllerState,
-    headers: &HeaderMap,
+    credentials: &Credentials,
     app_id: &str,
     id: &str,
+    access: Access,
 ) -> Result<(AppRecord, CampaignRecord), ApiError> {
-    let app = require_app_key(state.store.as_ref(), headers, app_id, KeyKind::Server).await?;
+    let app = credentials.app(state, app_id, access).await?;
     let campaign = state
         .store
         .campaigns()
@@ -130,18 +145,18 @@ async fn load(
 pub(crate) async fn get_campaign(
     State(state): State<ControllerState>,
     Path((app_id, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    credentials: Credentials,
 ) -> Result<Json<CampaignView>, ApiError> {
-    let (_, campaign) = load(&state, &headers, &app_id, &id).await?;
+    let (_, campaign) = load(&state, &credentials, &app_id, &id, Access::Read).await?;
     Ok(Json(campaign.into()))
 }
 
 pub(crate) async fn campaign_stats(
     State(state): State<ControllerState>,
     Path((app_id, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    credentials: Credentials,
 ) -> Result<Json<StatsResponse>, ApiError> {
-    let (app, campaign) = load(&state, &headers, &app_id, &id).await?;
+    let (app, campaign) = load(&state, &credentials, &app_id, &id, Access::Read).await?;
     let record = state.store.stats().read_stats(app.id, &campaign.id).await?;
     let expires_at_ms = campaign_expiry(&campaign, &record, state.config.default_ttl_seconds);
     Ok(Json(stats_of(&campaign.id, record, expires_at_ms)))
@@ -178,9 +193,9 @@ fn campaign_expiry(
 pub(crate) async fn change_campaign(
     State(state): State<ControllerState>,
     Path((app_id, id, action)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    credentials: Credentials,
 ) -> Result<Json<CampaignView>, ApiError> {
-    let (app, campaign) = load(&state, &headers, &app_id, &id).await?;
+    let (app, campaign) = load(&state, &credentials, &app_id, &id, Access::Send).await?;
     let (from, to): (&[CampaignState], CampaignState) = match action.as_str() {
         "pause" => (&[CampaignState::Scheduled], CampaignState::Paused),
         "resume" => (&[CampaignState::Paused], CampaignState::Scheduled),

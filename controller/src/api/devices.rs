@@ -2,14 +2,14 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use ringpush_protocol::DeviceId;
 use ringpush_store::{DeviceRecord, StoreError, now_ms, secret_hash};
 use serde::{Deserialize, Serialize};
 
 use super::random_secret;
 use crate::ControllerState;
-use crate::auth::{KeyKind, require_app_key};
+use crate::auth::{Access, Credentials};
 use crate::error::ApiError;
 
 /// The answer to a registration: the device's identity, to be kept by the device.
@@ -22,9 +22,11 @@ pub struct RegisteredDevice {
 pub(crate) async fn register_device(
     State(state): State<ControllerState>,
     Path(app_id): Path<String>,
-    headers: HeaderMap,
+    credentials: Credentials,
 ) -> Result<(StatusCode, Json<RegisteredDevice>), ApiError> {
-    let app = require_app_key(state.store.as_ref(), &headers, &app_id, KeyKind::Client).await?;
+    let app = credentials
+        .app(&state, &app_id, Access::RegisterDevices)
+        .await?;
     loop {
         let token = random_secret("dt_");
         let device = DeviceRecord {
@@ -61,24 +63,74 @@ pub struct DeviceState {
     pub last_seq: u64,
     pub delivered_up_to: u64,
     pub acked_up_to: u64,
+    /// What the device last reported of itself (empty if it never did).
+    pub attributes: ringpush_audience::DeviceAttributes,
+    /// The oldest pending messages, at most [`PENDING_SHOWN`].
+    pub pending_messages: Vec<PendingMessage>,
+}
+
+/// Pending messages shown with a device's state.
+pub const PENDING_SHOWN: usize = 20;
+/// Characters of a payload shown in a preview.
+const PREVIEW_CHARS: usize = 120;
+
+/// A message waiting in a device's inbox.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PendingMessage {
+    pub message_id: String,
+    pub seq: u64,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<String>,
+    /// The payload's start as text (binary payloads as their length).
+    pub preview: String,
+}
+
+fn preview(payload: &[u8]) -> String {
+    match std::str::from_utf8(payload) {
+        Ok(text) if text.chars().count() > PREVIEW_CHARS => {
+            format!("{}…", text.chars().take(PREVIEW_CHARS).collect::<String>())
+        }
+        Ok(text) => text.to_owned(),
+        Err(_) => format!("({} bytes)", payload.len()),
+    }
 }
 
 pub(crate) async fn device_state(
     State(state): State<ControllerState>,
     Path((app_id, device_id)): Path<(String, String)>,
-    headers: HeaderMap,
+    credentials: Credentials,
 ) -> Result<Json<DeviceState>, ApiError> {
-    let app = require_app_key(state.store.as_ref(), &headers, &app_id, KeyKind::Server).await?;
+    let app = credentials.app(&state, &app_id, Access::Read).await?;
     let unknown = || ApiError::UnknownDevice(device_id.chars().take(40).collect());
     let id: DeviceId = device_id.parse().map_err(|_| unknown())?;
     match state.store.device(id).await? {
         Some(device) if device.app == app.id => {}
         _ => return Err(unknown()),
     }
-    let (presence, inbox) = tokio::try_join!(
+    let now = now_ms();
+    let (presence, inbox, attributes, pending) = tokio::try_join!(
         state.store.presence(id),
-        state.store.inbox_state(id, now_ms())
+        state.store.inbox_state(id, now),
+        state.store.registry().attributes(id),
+        state.store.read_inbox(id, 0, PENDING_SHOWN, now),
     )?;
+    let pending_messages = pending
+        .into_iter()
+        .map(|message| PendingMessage {
+            message_id: ringpush_protocol::MessageId {
+                device: id,
+                seq: message.seq,
+            }
+            .to_string(),
+            seq: message.seq,
+            created_at_ms: message.created_at_ms,
+            expires_at_ms: message.expires_at_ms,
+            campaign_id: message.campaign_id,
+            preview: preview(&message.payload),
+        })
+        .collect();
     Ok(Json(DeviceState {
         device_id: id.to_string(),
         online: presence.is_some(),
@@ -88,5 +140,43 @@ pub(crate) async fn device_state(
         last_seq: inbox.last_seq,
         delivered_up_to: inbox.delivered_up_to,
         acked_up_to: inbox.acked_up_to,
+        attributes: attributes.unwrap_or_default(),
+        pending_messages,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AliasQuery {
+    alias: Option<String>,
+}
+
+/// The answer to `GET /v1/apps/{app_id}/devices?alias=...`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AliasDevices {
+    pub alias: String,
+    pub device_ids: Vec<String>,
+}
+
+/// `GET /v1/apps/{app_id}/devices?alias=...`: the devices of a user.
+pub(crate) async fn devices_with_alias(
+    State(state): State<ControllerState>,
+    Path(app_id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<AliasQuery>,
+    credentials: Credentials,
+) -> Result<Json<AliasDevices>, ApiError> {
+    let app = credentials.app(&state, &app_id, Access::Read).await?;
+    let Some(alias) = query.alias.filter(|alias| !alias.is_empty()) else {
+        return Err(ApiError::InvalidRequest(
+            "give the alias to look up: ?alias=<alias>".into(),
+        ));
+    };
+    let devices = state
+        .store
+        .registry()
+        .devices_with_alias(app.id, &alias)
+        .await?;
+    Ok(Json(AliasDevices {
+        alias,
+        device_ids: devices.iter().map(ToString::to_string).collect(),
     }))
 }

@@ -13,7 +13,7 @@ use sha2::Digest;
 
 use super::stats::{StatsResponse, stats_of};
 use crate::ControllerState;
-use crate::auth::{KeyKind, require_app_key};
+use crate::auth::{Access, Credentials};
 use crate::error::ApiError;
 use crate::send::{SendContext, Sent};
 use crate::target::SendRequest;
@@ -56,13 +56,14 @@ impl From<Sent> for SendResponse {
 pub(crate) async fn send_messages(
     State(state): State<ControllerState>,
     Path(app_id): Path<String>,
-    headers: HeaderMap,
+    credentials: Credentials,
     body: Bytes,
 ) -> Result<Json<SendResponse>, ApiError> {
     let started = Instant::now();
-    let app = require_app_key(state.store.as_ref(), &headers, &app_id, KeyKind::Server).await?;
+    let app = credentials.app(&state, &app_id, Access::Send).await?;
+    let headers = &credentials.headers;
     let send = SendRequest::from_json(&body)?.validate(&state.config)?;
-    let idempotency_key = idempotency_key(&state, &app, &headers, &body).await?;
+    let idempotency_key = idempotency_key(&state, &app, headers, &body).await?;
     let context = SendContext {
         idempotency_key,
         ..SendContext::default()
@@ -73,7 +74,7 @@ pub(crate) async fn send_messages(
 }
 
 /// Checks and remembers the request's `Idempotency-Key`; answers the key scoped to the app.
-async fn idempotency_key(
+pub(crate) async fn idempotency_key(
     state: &ControllerState,
     app: &AppRecord,
     headers: &HeaderMap,
@@ -120,9 +121,9 @@ pub struct MessageStatusResponse {
 pub(crate) async fn message_status(
     State(state): State<ControllerState>,
     Path((app_id, message_id)): Path<(String, String)>,
-    headers: HeaderMap,
+    credentials: Credentials,
 ) -> Result<Json<MessageStatusResponse>, ApiError> {
-    let app = require_app_key(state.store.as_ref(), &headers, &app_id, KeyKind::Server).await?;
+    let app = credentials.app(&state, &app_id, Access::Read).await?;
     let unknown = || ApiError::UnknownMessage(message_id.chars().take(80).collect());
     if message_id.starts_with("aud_") {
         let entry = state
@@ -167,9 +168,9 @@ pub(crate) async fn message_status(
 pub(crate) async fn message_stats(
     State(state): State<ControllerState>,
     Path((app_id, message_id)): Path<(String, String)>,
-    headers: HeaderMap,
+    credentials: Credentials,
 ) -> Result<Json<StatsResponse>, ApiError> {
-    let app = require_app_key(state.store.as_ref(), &headers, &app_id, KeyKind::Server).await?;
+    let app = credentials.app(&state, &app_id, Access::Read).await?;
     let entry = state
         .store
         .timelines()

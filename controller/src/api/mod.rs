@@ -1,10 +1,14 @@
 //! The REST API under `/v1`, plus `/openapi.json`, `/healthz`, `/readyz` and `/metrics`.
+//! Each handler checks its caller first, through [`crate::auth::Credentials`].
 
 pub mod apps;
 pub mod audience;
 pub mod campaigns;
 pub mod devices;
+pub mod keys;
 pub mod messages;
+pub mod operators;
+pub mod sessions;
 pub mod stats;
 
 use axum::Router;
@@ -12,7 +16,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use base64::Engine;
 use serde::de::DeserializeOwned;
 
@@ -28,8 +32,30 @@ pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 
 pub(crate) fn routes(state: ControllerState) -> Router {
     Router::new()
-        .route("/v1/apps", post(apps::create_app))
-        .route("/v1/apps/{app_id}/devices", post(devices::register_device))
+        .route("/v1/apps", post(apps::create_app).get(apps::list_apps))
+        .route("/v1/apps/{app_id}", get(apps::get_app))
+        .route(
+            "/v1/apps/{app_id}/keys",
+            get(keys::list_keys).post(keys::create_key),
+        )
+        .route(
+            "/v1/apps/{app_id}/keys/{key_id}/revoke",
+            post(keys::revoke_key),
+        )
+        .route(
+            "/v1/operators",
+            post(operators::create_operator).get(operators::list_operators),
+        )
+        .route("/v1/operators/{name}", delete(operators::delete_operator))
+        .route("/v1/sessions", post(sessions::create_session))
+        .route(
+            "/v1/sessions/current",
+            get(sessions::current_session).delete(sessions::delete_session),
+        )
+        .route(
+            "/v1/apps/{app_id}/devices",
+            post(devices::register_device).get(devices::devices_with_alias),
+        )
         .route(
             "/v1/apps/{app_id}/devices/{device_id}",
             get(devices::device_state),

@@ -14,8 +14,8 @@ use ringpush_protocol::{AppId, DeviceId, MessageId};
 use ringpush_sdk::{Client, Config, DeviceAttributes, Identity, Message};
 use ringpush_store::membership::{self, MembershipConfig};
 use ringpush_store::{
-    AppRecord, ContentType, Counter, DeviceRecord, EmbeddedStore, InboxLimits, NewMessage,
-    NewTimelineEntry, Store, now_ms, secret_hash,
+    AppKey, AppRecord, ContentType, Counter, DeviceRecord, EmbeddedStore, InboxLimits, KeyKind,
+    NewMessage, NewTimelineEntry, Store, now_ms, secret_hash,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -67,8 +67,22 @@ impl Cluster {
             .create_app(&AppRecord {
                 id: app,
                 name: "sdk-tests".into(),
-                server_key_hash: secret_hash("test-server-key"),
-                client_key_hash: secret_hash(CLIENT_KEY),
+                keys: vec![
+                    AppKey {
+                        id: "server".to_owned(),
+                        kind: KeyKind::Server,
+                        hash: secret_hash("test-server-key"),
+                        created_at_ms: now_ms(),
+                        revoked_at_ms: None,
+                    },
+                    AppKey {
+                        id: "client".to_owned(),
+                        kind: KeyKind::Client,
+                        hash: secret_hash(CLIENT_KEY),
+                        created_at_ms: now_ms(),
+                        revoked_at_ms: None,
+                    },
+                ],
                 created_at_ms: now_ms(),
             })
             .await

@@ -5,7 +5,7 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `apps` | app id (8) | server key hash (32), client key hash (32), created_at (8), name (UTF-8) |
+//! | `apps` | app id (8) | JSON of `AppRecord` (name, created_at, keys in creation order with kind, hash as 32 numbers, created and revoked times) |
 //! | `devices` | device id (16) | app id (8), token hash (32), created_at (8) |
 //! | `positions` | device id (16) | last seq, delivered, acked, inbox rows (8 each) |
 //! | `inbox` | device id (16) ++ seq (8) | the entry body of `crate::inbox_record` |
@@ -94,30 +94,46 @@ impl Positions {
     }
 }
 
-pub(super) fn encode_app(app: &AppRecord) -> Vec<u8> {
-    let mut value = Vec::with_capacity(72 + app.name.len());
-    value.extend_from_slice(&app.server_key_hash);
-    value.extend_from_slice(&app.client_key_hash);
-    value.extend_from_slice(&app.created_at_ms.to_be_bytes());
-    value.extend_from_slice(app.name.as_bytes());
-    value
+pub(super) fn encode_app(app: &AppRecord) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(app).map_err(|error| corrupt("apps", &format!("app {}: {error}", app.id)))
 }
 
 pub(super) fn decode_app(id: AppId, value: &[u8]) -> StoreResult<AppRecord> {
-    if value.len() < 72 {
+    let app: AppRecord = serde_json::from_slice(value)
+        .map_err(|error| corrupt("apps", &format!("app {id}: {error}")))?;
+    if app.id != id {
         return Err(corrupt(
             "apps",
-            &format!("app {id} shorter than its header"),
+            &format!("app {id} holds the record of {}", app.id),
         ));
     }
-    let name = String::from_utf8(value[72..].to_vec())
-        .map_err(|_| corrupt("apps", &format!("app {id} name is not UTF-8")))?;
-    Ok(AppRecord {
+    Ok(app)
+}
+
+/// An app record in the layout before keys were a list (server key hash, client key hash,
+/// created, name), as the record it is now: its two keys become `key_server` and
+/// `key_client`. `None` for any other value.
+pub(super) fn decode_legacy_app(id: AppId, value: &[u8]) -> Option<AppRecord> {
+    if value.len() < 72 || value.first() == Some(&b'{') {
+        return None;
+    }
+    let name = String::from_utf8(value[72..].to_vec()).ok()?;
+    let created_at_ms = i64::from_be_bytes(word(&value[64..72]));
+    let key = |id: &str, kind, hash_bytes: &[u8]| crate::AppKey {
+        id: id.to_owned(),
+        kind,
+        hash: hash(hash_bytes),
+        created_at_ms,
+        revoked_at_ms: None,
+    };
+    Some(AppRecord {
         id,
         name,
-        server_key_hash: hash(&value[..32]),
-        client_key_hash: hash(&value[32..64]),
-        created_at_ms: i64::from_be_bytes(word(&value[64..72])),
+        keys: vec![
+            key("key_server", crate::KeyKind::Server, &value[..32]),
+            key("key_client", crate::KeyKind::Client, &value[32..64]),
+        ],
+        created_at_ms,
     })
 }
 

@@ -4,6 +4,12 @@
 //! score) followed by the entry body of `crate::inbox_record`. The Rust side builds the body
 //! ([`member_body`]); the append script prepends the seq it
 //! draws. Apps and devices are hashes of text fields, hashes in hex.
+//!
+//! An app's key `<id>` is the field `key:<id>` of the app's hash, whose value is five words
+//! separated by single spaces: `<ordinal> <kind> <hash hex> <created_at> <revoked_at or ->`,
+//! e.g. `1 client 9f86…0a08 1700000000000 -`. The ordinal (0, 1, … in the order keys were
+//! added; keys are never removed, so the add script takes the count of key fields) keeps
+//! creation order, which a hash does not; `-` marks a live key.
 
 use std::collections::HashMap;
 
@@ -12,7 +18,8 @@ use ringpush_ring::Member;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AppRecord, DeviceRecord, NewMessage, StoreError, StoreResult, StoredMessage, inbox_record,
+    AppKey, AppRecord, DeviceRecord, KeyKind, NewMessage, StoreError, StoreResult, StoredMessage,
+    inbox_record,
 };
 
 /// Bytes 8.. of an inbox member: everything but the seq.
@@ -29,39 +36,102 @@ pub(super) fn decode_member(key: &str, member: &[u8]) -> StoreResult<StoredMessa
         .map_err(|detail| corrupt(key, &detail))
 }
 
-/// Field, value pairs of an app's hash.
-pub(super) fn app_fields(app: &AppRecord) -> Vec<(&'static str, String)> {
-    vec![
-        ("name", app.name.clone()),
-        ("server_key_hash", hex::encode(app.server_key_hash)),
-        ("client_key_hash", hex::encode(app.client_key_hash)),
-        ("created_at", app.created_at_ms.to_string()),
-    ]
+/// Prefix of the hash fields that hold an app's keys.
+pub(super) const KEY_FIELD_PREFIX: &str = "key:";
+
+/// The field of an app's key.
+pub(super) fn key_field(id: &str) -> String {
+    format!("{KEY_FIELD_PREFIX}{id}")
 }
 
-/// Reads an app's hash back.
+/// A key's value without its leading ordinal (which the add script prepends).
+pub(super) fn key_value_tail(key: &AppKey) -> String {
+    let revoked = key
+        .revoked_at_ms
+        .map_or_else(|| "-".to_owned(), |at| at.to_string());
+    format!(
+        "{} {} {} {revoked}",
+        key.kind.as_str(),
+        hex::encode(key.hash),
+        key.created_at_ms
+    )
+}
+
+/// Field, value pairs of an app's hash.
+pub(super) fn app_fields(app: &AppRecord) -> Vec<(String, String)> {
+    let mut fields = vec![
+        ("name".to_owned(), app.name.clone()),
+        ("created_at".to_owned(), app.created_at_ms.to_string()),
+    ];
+    for (ordinal, key) in app.keys.iter().enumerate() {
+        let value = format!("{ordinal} {}", key_value_tail(key));
+        fields.push((key_field(&key.id), value));
+    }
+    fields
+}
+
+/// Reads an app's hash back; fields other than its name, creation time and keys are ignored.
 pub(super) fn decode_app(
     key: &str,
     id: AppId,
     mut fields: HashMap<String, String>,
 ) -> StoreResult<AppRecord> {
+    let mut keys = Vec::new();
+    for (field, value) in &fields {
+        if let Some(key_id) = field.strip_prefix(KEY_FIELD_PREFIX) {
+            keys.push(decode_key(key, key_id, value)?);
+        }
+    }
+    keys.sort_by_key(|(ordinal, _)| *ordinal);
     Ok(AppRecord {
         id,
         name: fields
             .remove("name")
             .ok_or_else(|| corrupt(key, "missing field name"))?,
-        server_key_hash: hash_field(key, &fields, "server_key_hash")?,
-        client_key_hash: hash_field(key, &fields, "client_key_hash")?,
+        keys: keys.into_iter().map(|(_, app_key)| app_key).collect(),
         created_at_ms: number_field(key, &fields, "created_at")?,
     })
 }
 
+/// One key's value read back, with its ordinal.
+fn decode_key(key: &str, id: &str, value: &str) -> StoreResult<(u64, AppKey)> {
+    let bad = |detail: &str| corrupt(key, &format!("key {id}: {detail}"));
+    let words: Vec<&str> = value.split(' ').collect();
+    let [ordinal, kind, hash, created_at, revoked_at] = words[..] else {
+        return Err(bad("expected 5 words"));
+    };
+    let kind = match kind {
+        "server" => KeyKind::Server,
+        "client" => KeyKind::Client,
+        other => return Err(bad(&format!("unknown kind {other:?}"))),
+    };
+    let number = |text: &str| -> StoreResult<i64> {
+        text.parse()
+            .map_err(|error| bad(&format!("{text:?}: {error}")))
+    };
+    let revoked_at_ms = match revoked_at {
+        "-" => None,
+        text => Some(number(text)?),
+    };
+    let ordinal = ordinal
+        .parse()
+        .map_err(|error| bad(&format!("ordinal: {error}")))?;
+    let app_key = AppKey {
+        id: id.to_owned(),
+        kind,
+        hash: decode_hash(key, hash)?,
+        created_at_ms: number(created_at)?,
+        revoked_at_ms,
+    };
+    Ok((ordinal, app_key))
+}
+
 /// Field, value pairs of a device's hash.
-pub(super) fn device_fields(device: &DeviceRecord) -> Vec<(&'static str, String)> {
+pub(super) fn device_fields(device: &DeviceRecord) -> Vec<(String, String)> {
     vec![
-        ("app", device.app.to_string()),
-        ("token_hash", hex::encode(device.token_hash)),
-        ("created_at", device.created_at_ms.to_string()),
+        ("app".to_owned(), device.app.to_string()),
+        ("token_hash".to_owned(), hex::encode(device.token_hash)),
+        ("created_at".to_owned(), device.created_at_ms.to_string()),
     ]
 }
 
@@ -168,6 +238,49 @@ mod tests {
         assert_eq!(stored.content_type, ContentType::Json);
         assert_eq!(stored.payload, message.payload);
         assert_eq!(stored.campaign_id.as_deref(), Some("camp"));
+    }
+
+    #[test]
+    fn apps_round_trip_their_keys_in_creation_order() {
+        let key = |id: &str, kind, revoked_at_ms| AppKey {
+            id: id.to_owned(),
+            kind,
+            hash: crate::secret_hash(id),
+            created_at_ms: 7,
+            revoked_at_ms,
+        };
+        let app = AppRecord {
+            id: AppId(9),
+            name: "a b".to_owned(),
+            // More than ten, so that ordinals sorted as text would come out of order.
+            keys: (0..12)
+                .map(|n| key(&format!("k{}", 12 - n), KeyKind::Client, None))
+                .chain([key("s-1", KeyKind::Server, Some(-3))])
+                .collect(),
+            created_at_ms: 5,
+        };
+        let fields: HashMap<String, String> = app_fields(&app).into_iter().collect();
+        assert_eq!(decode_app("k", AppId(9), fields).unwrap(), app);
+    }
+
+    #[test]
+    fn bad_key_values_are_corrupt() {
+        let hash = "ab".repeat(32);
+        for value in [
+            "0 client 00 1 -".to_owned(),
+            format!("0 root {hash} 1 -"),
+            format!("x client {hash} 1 -"),
+            format!("0 client {hash} 1 never"),
+            format!("0 client {hash} 1"),
+        ] {
+            let fields = HashMap::from([
+                ("name".to_owned(), "a".to_owned()),
+                ("created_at".to_owned(), "1".to_owned()),
+                ("key:k".to_owned(), value.clone()),
+            ]);
+            let result = decode_app("k", AppId(1), fields);
+            assert!(matches!(result, Err(StoreError::Corrupt { .. })), "{value}");
+        }
     }
 
     #[test]

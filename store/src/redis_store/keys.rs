@@ -3,8 +3,11 @@
 //! Keys of one device share the hash tag `{d:<device>}`, so that a Redis Cluster keeps them
 //! in one slot and one script can touch them all; ring keys share `{ring}` for the same
 //! reason; the registry indexes and the timeline of one app share `{a:<app>}`, the statistics
-//! of one subject share `{s:<app>:<subject>}`. App and request keys stand alone (one key per
-//! command).
+//! of one subject share `{s:<app>:<subject>}`, the portal's operators and sessions share
+//! `{portal}`. App and request keys stand alone (one key per command): `create_app` writes the
+//! app's record, then lists it in `apps` (a second step, as `create_device` lists its device:
+//! if the second fails the call fails; an app whose listing failed is readable by id but not
+//! listed, and the caller never handed out its keys).
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -13,7 +16,8 @@
 //! | `{d:<device>}:inbox` | sorted set | pending messages scored by seq (member layout in `codec.rs`), expires with its last message |
 //! | `{d:<device>}:collapse` | hash | collapse key → seq of the device's latest message with it; expires with the inbox |
 //! | `{d:<device>}:idem:<key>` | string | seq given to an idempotent append, TTL `IDEMPOTENCY_TTL_MS` |
-//! | `app:<app>` | hash | `name`, `server_key_hash`, `client_key_hash` (hex), `created_at` |
+//! | `app:<app>` | hash | `name`, `created_at`, and `key:<key id>` per key → `<ordinal> <kind> <hash hex> <created_at> <revoked_at or ->` (layout in `codec.rs`) |
+//! | `apps` | sorted set | app id (16 hex) scored by `created_at` (ms) |
 //! | `idem:<app>:<key>` | string | fingerprint (hex) of an idempotent request, TTL `IDEMPOTENCY_TTL_MS` |
 //! | `{ring}:leases` | sorted set | connector id scored by lease expiry (ms) |
 //! | `{ring}:members` | hash | connector id → JSON `{"device_url", "grpc_url"}` |
@@ -34,6 +38,9 @@
 //! | `{campaigns}:app:<app>` | sorted set | the app's campaign ids scored by creation time (ms) |
 //! | `{campaigns}:scheduled` | set | `<app>:<id>` of every campaign in `Scheduled` state |
 //! | `firing:<campaign id length>:<campaign>:<firing>` | hash | `state` (`claimed` or `done`), `owner`, `until` (lease end, ms); TTL `FIRING_DONE_TTL_MS` |
+//! | `{portal}:operator:<name>` | string | JSON of `OperatorRecord`; created by `SET NX` (in a script with the set below) |
+//! | `{portal}:operators` | set | every operator's name |
+//! | `{portal}:session:<id hash hex>` | string | JSON of `SessionRecord`, TTL until its `expires_at_ms` (a session already expired is not stored) |
 //!
 //! Every key may carry a namespace prefix `<namespace>:` (see `RedisStore::with_namespace`).
 
@@ -87,6 +94,11 @@ impl Keys {
     /// The app's record.
     pub(super) fn app(&self, app: AppId) -> String {
         format!("{}app:{app}", self.prefix)
+    }
+
+    /// Every app, by creation time.
+    pub(super) fn apps(&self) -> String {
+        format!("{}apps", self.prefix)
     }
 
     /// The fingerprint of an idempotent request of this app.
@@ -199,6 +211,26 @@ impl Keys {
     }
 }
 
+/// Portal keys: all under `{portal}`, so that an operator and the set of names change in one
+/// script. Operators and sessions are few (people, not devices): one slot holds them easily.
+impl Keys {
+    /// An operator's record. Whatever the name holds, the hash tag is `{portal}`: it is the
+    /// first brace pair of the key.
+    pub(super) fn operator(&self, name: &str) -> String {
+        format!("{}{{portal}}:operator:{name}", self.prefix)
+    }
+
+    /// The names of every operator.
+    pub(super) fn operators(&self) -> String {
+        format!("{}{{portal}}:operators", self.prefix)
+    }
+
+    /// A session, by the hash of its id.
+    pub(super) fn session(&self, id_hash: &[u8; 32]) -> String {
+        format!("{}{{portal}}:session:{}", self.prefix, hex::encode(id_hash))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +292,15 @@ mod tests {
             assert_eq!(Slot::for_key(keys.campaign(app, id)), slot, "{id}");
             assert_eq!(Slot::for_key(keys.app_campaigns(app)), slot);
         }
+    }
+
+    #[test]
+    fn portal_keys_share_a_slot() {
+        let keys = Keys::with_namespace("test-4");
+        let slot = Slot::for_key(keys.operators());
+        assert_eq!(Slot::for_key(keys.operator("ada.l-1")), slot);
+        assert_eq!(Slot::for_key(keys.operator("}{x}")), slot);
+        assert_eq!(Slot::for_key(keys.session(&[0xab; 32])), slot);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The Lua scripts that change one device's (or the ring's) state atomically. Each runs by
-//! EVALSHA and is loaded on first use (the text is in `lua/`, documented at its top).
+//! The Lua scripts that change one device's (or the ring's, an app's, an operator's) state
+//! atomically. Each runs by EVALSHA and is loaded on first use (the text is in `lua/`,
+//! documented at its top).
 
 use std::sync::LazyLock;
 
@@ -46,3 +47,12 @@ pub(super) static CLAIM_FIRING: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/claim_firing.lua")));
 pub(super) static RENEW_FIRING: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/renew_firing.lua")));
+/// Add a key to an app if the app exists and the key id is new.
+pub(super) static ADD_APP_KEY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/add_app_key.lua")));
+/// Revoke an app's key if it is live.
+pub(super) static REVOKE_APP_KEY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/revoke_app_key.lua")));
+/// Create an operator if its name is free, and list its name.
+pub(super) static CREATE_OPERATOR: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/create_operator.lua")));
