@@ -290,6 +290,70 @@ async fn operators_run_campaigns_in_a_real_browser() {
     );
     browser.screenshot("campaigns").await.unwrap();
 
+    // An uploaded list of aliases: its reach is stated on the review, and going back keeps
+    // every field.
+    let list = std::env::temp_dir().join(format!("portal-list-{}.csv", std::process::id()));
+    let aliases: Vec<String> = vip_ids[..2]
+        .iter()
+        .map(|id| format!("user-{}", &id[..6]))
+        .collect();
+    std::fs::write(
+        &list,
+        format!("alias,note\n{},a\n{},b\n", aliases[0], aliases[1]),
+    )
+    .unwrap();
+    browser
+        .goto(&format!("{portal}/apps/{}/compose", app.id))
+        .await
+        .unwrap();
+    browser.fill("#name", "Two users").await.unwrap();
+    browser.fill("#body", "Your order shipped").await.unwrap();
+    browser.click("#audience-list").await.unwrap();
+    browser
+        .select_option("#list_kind", "aliases")
+        .await
+        .unwrap();
+    let upload = browser.find("#list_file").await.unwrap();
+    upload.send_keys(list.to_str().unwrap()).await.unwrap();
+    browser.click("#review").await.unwrap();
+    // The header line of the file is an alias nobody has: it reaches no device.
+    assert_eq!(browser.text("#review-reach").await.unwrap(), "2");
+    browser.click("form[action$='/edit'] button").await.unwrap();
+    let kept = browser
+        .execute("return document.getElementById('list').value;", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        json!(format!("alias\n{}\n{}", aliases[0], aliases[1]))
+    );
+    assert_eq!(
+        browser
+            .find("#name")
+            .await
+            .unwrap()
+            .property("value")
+            .await
+            .unwrap(),
+        json!("Two users")
+    );
+    std::fs::remove_file(&list).unwrap();
+
+    // Everyone needs the reach typed in: a wrong number sends nothing.
+    browser.click("#audience-everyone").await.unwrap();
+    browser.click("#review").await.unwrap();
+    let everyone = (VIP + OTHERS).to_string();
+    assert_eq!(browser.text("#review-reach").await.unwrap(), everyone);
+    browser.fill("#confirm_reach", "1").await.unwrap();
+    browser.click("#confirm").await.unwrap();
+    let refused = browser.text("#review-error").await.unwrap();
+    assert!(refused.contains("nothing was sent"), "{refused}");
+    let (_, campaigns) = platform
+        .get(&format!("/v1/apps/{}/campaigns", app.id), &app.server_key)
+        .await;
+    assert_eq!(campaigns.as_array().map(Vec::len), Some(2), "{campaigns}");
+    browser.screenshot("typed-confirmation").await.unwrap();
+
     // Device lookup by alias: attributes, presence and positions.
     let alias = format!("user-{}", &vip_ids[0][..6]);
     browser
