@@ -463,6 +463,11 @@ async fn operators_run_campaigns_in_a_real_browser() {
         .click(&format!("#key-{key_id} button.danger"))
         .await
         .unwrap();
+    let scopes = browser
+        .text(&format!("#key-{key_id} .key-scopes"))
+        .await
+        .unwrap();
+    assert_eq!(scopes, "send, read_stats, manage_devices");
     let status = browser
         .text(&format!("#key-{key_id} .key-status"))
         .await

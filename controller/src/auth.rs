@@ -9,7 +9,7 @@
 //! | caller | may |
 //! |---|---|
 //! | admin token | create and list apps, manage keys and operators |
-//! | server key | everything on its own app: send, read, register devices |
+//! | server key | on its own app, what its scopes allow: `send`, `read_stats` (statuses, statistics, campaigns, devices, estimates), `manage_devices` (register devices); all three unless created with fewer |
 //! | client key | register devices of its app |
 //! | operator, admin | what the admin token may, and send and read on every app |
 //! | operator, marketer | send (messages, campaigns, pause/resume/cancel) and read on every app |
@@ -20,7 +20,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use ringpush_protocol::AppId;
 use ringpush_store::{
-    AppRecord, KeyKind, OperatorRecord, Role, SessionRecord, now_ms, secret_hash,
+    AppRecord, KeyKind, KeyScope, OperatorRecord, Role, SessionRecord, now_ms, secret_hash,
 };
 
 use crate::ControllerState;
@@ -43,6 +43,15 @@ pub enum Access {
 }
 
 impl Access {
+    /// The scope a server key needs for this.
+    fn scope(self) -> KeyScope {
+        match self {
+            Self::RegisterDevices => KeyScope::ManageDevices,
+            Self::Send => KeyScope::Send,
+            Self::Read => KeyScope::ReadStats,
+        }
+    }
+
     fn verb(self) -> &'static str {
         match self {
             Self::RegisterDevices => "register devices",
@@ -193,7 +202,9 @@ impl Credentials {
             return Err(ApiError::InvalidCredentials("app"));
         };
         match (key.kind, access) {
-            (KeyKind::Server, _) | (KeyKind::Client, Access::RegisterDevices) => Ok(app),
+            (KeyKind::Server, _) if key.scopes.contains(&access.scope()) => Ok(app),
+            (KeyKind::Server, _) => Err(ApiError::MissingScope(access.scope().as_str())),
+            (KeyKind::Client, Access::RegisterDevices) => Ok(app),
             (KeyKind::Client, _) => Err(ApiError::WrongKey {
                 needed: "server key",
                 given: "client key",

@@ -14,6 +14,8 @@ pub enum ApiError {
     InvalidLogin,
     #[error("{0}")]
     Forbidden(String),
+    #[error("this key lacks the {0} scope; an admin can create a key with it")]
+    MissingScope(&'static str),
     #[error(
         "a change made with a portal session needs the session's CSRF token in X-CSRF-Token (reload the page)"
     )]
@@ -65,6 +67,7 @@ impl ApiError {
             Self::WrongKey { .. } => (StatusCode::FORBIDDEN, "wrong_key"),
             Self::InvalidLogin => (StatusCode::UNAUTHORIZED, "invalid_login"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::MissingScope(_) => (StatusCode::FORBIDDEN, "missing_scope"),
             Self::CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::UnknownKey(_) => (StatusCode::NOT_FOUND, "unknown_key"),

@@ -507,3 +507,83 @@ async fn portal_pages_forbid_framing_and_foreign_scripts_and_need_a_session() {
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_server_key_does_only_what_its_scopes_allow() {
+    let api = Api::new();
+    let app = api.app().await;
+    let app_id = app["app_id"].as_str().unwrap();
+    let keys = format!("/v1/apps/{app_id}/keys");
+    let create = |scopes: Value| json!({ "kind": "server", "scopes": scopes });
+    let reader = api
+        .call(
+            "POST",
+            &keys,
+            Api::admin(),
+            Some(create(json!(["read_stats"]))),
+        )
+        .await;
+    assert_eq!(reader.status, StatusCode::CREATED, "{}", reader.body);
+    assert_eq!(reader.body["scopes"], json!(["read_stats"]));
+    let secret = reader.body["key"].as_str().unwrap();
+    let with_key = As {
+        bearer: Some(secret),
+        ..As::default()
+    };
+    let campaigns = format!("/v1/apps/{app_id}/campaigns");
+    let read = api.call("GET", &campaigns, with_key.clone(), None).await;
+    assert_eq!(read.status, StatusCode::OK);
+    let send = api
+        .call("POST", &campaigns, with_key.clone(), Some(campaign("c")))
+        .await;
+    assert_eq!(send.status, StatusCode::FORBIDDEN);
+    assert_eq!(code(&send), "missing_scope");
+    assert!(
+        send.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("send scope")
+    );
+    let messages = format!("/v1/apps/{app_id}/messages");
+    let body = json!({ "broadcast": true, "data": "x" });
+    let message = api
+        .call("POST", &messages, with_key.clone(), Some(body))
+        .await;
+    assert_eq!(code(&message), "missing_scope");
+    let devices = format!("/v1/apps/{app_id}/devices");
+    let register = api.call("POST", &devices, with_key, None).await;
+    assert_eq!(code(&register), "missing_scope");
+
+    // A key needs a scope; client keys have none to choose.
+    let none = api
+        .call("POST", &keys, Api::admin(), Some(create(json!([]))))
+        .await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST);
+    let unknown = api
+        .call(
+            "POST",
+            &keys,
+            Api::admin(),
+            Some(create(json!(["everything"]))),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    let client = json!({ "kind": "client", "scopes": ["send"] });
+    let refused = api.call("POST", &keys, Api::admin(), Some(client)).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let listed = api.call("GET", &keys, Api::admin(), None).await;
+    let scopes: Vec<&Value> = listed.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| &key["scopes"])
+        .collect();
+    assert_eq!(
+        scopes,
+        [
+            &json!(["send", "read_stats", "manage_devices"]),
+            &json!([]),
+            &json!(["read_stats"])
+        ]
+    );
+}

@@ -56,6 +56,45 @@ pub struct AppKey {
     pub created_at_ms: i64,
     /// When the key was revoked; a revoked key no longer authenticates, and stays listed.
     pub revoked_at_ms: Option<i64>,
+    /// What a server key may do (client keys only ever register devices). Records written
+    /// before scopes existed read as [`KeyScope::ALL`].
+    #[serde(default = "KeyScope::all")]
+    pub scopes: Vec<KeyScope>,
+}
+
+/// One right of a server key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyScope {
+    /// Send messages, create and change campaigns.
+    Send,
+    /// Read statuses, statistics, campaigns, devices and estimates.
+    ReadStats,
+    /// Register devices.
+    ManageDevices,
+}
+
+impl KeyScope {
+    /// Every scope, in a fixed order.
+    pub const ALL: [KeyScope; 3] = [Self::Send, Self::ReadStats, Self::ManageDevices];
+
+    /// Every scope, as a list (the default of a key).
+    pub fn all() -> Vec<KeyScope> {
+        Self::ALL.to_vec()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Send => "send",
+            Self::ReadStats => "read_stats",
+            Self::ManageDevices => "manage_devices",
+        }
+    }
+
+    /// The scope named `text`, if any.
+    pub fn parse(text: &str) -> Option<KeyScope> {
+        Self::ALL.into_iter().find(|scope| scope.as_str() == text)
+    }
 }
 
 /// A registered device.
@@ -185,6 +224,7 @@ mod tests {
             hash: crate::secret_hash(secret),
             created_at_ms: 1,
             revoked_at_ms,
+            scopes: crate::KeyScope::all(),
         }
     }
 

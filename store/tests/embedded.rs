@@ -43,6 +43,7 @@ async fn data_survives_close_and_reopen() {
                 hash: secret_hash("s"),
                 created_at_ms: NOW,
                 revoked_at_ms: None,
+                scopes: ringpush_store::KeyScope::all(),
             },
             AppKey {
                 id: "client".to_owned(),
@@ -50,6 +51,7 @@ async fn data_survives_close_and_reopen() {
                 hash: secret_hash("c"),
                 created_at_ms: NOW,
                 revoked_at_ms: None,
+                scopes: ringpush_store::KeyScope::all(),
             },
         ],
         created_at_ms: NOW,

@@ -281,6 +281,7 @@ async fn app_keys_and_sessions_keep_their_documented_layout() {
         hash: secret_hash("s"),
         created_at_ms: now,
         revoked_at_ms: None,
+        scopes: ringpush_store::KeyScope::all(),
     };
     let app = AppRecord {
         id: ringpush_protocol::AppId::random(),
@@ -292,7 +293,11 @@ async fn app_keys_and_sessions_keep_their_documented_layout() {
     let record = format!("layout:app:{}", app.id);
     let field = |name: &str| server().command(&["HGET", &record, name]).expect("HGET");
     let hash = hex::encode(key.hash);
-    assert_eq!(field("key:key_a1"), format!("0 server {hash} {now} -"));
+    let scopes = "send,read_stats,manage_devices";
+    assert_eq!(
+        field("key:key_a1"),
+        format!("0 server {hash} {now} {scopes} -")
+    );
     let score = server()
         .command(&["ZSCORE", "layout:apps", &app.id.to_string()])
         .expect("ZSCORE");
@@ -303,8 +308,16 @@ async fn app_keys_and_sessions_keep_their_documented_layout() {
         .expect("revoke");
     assert_eq!(
         field("key:key_a1"),
-        format!("0 server {hash} {now} {}", now + 5)
+        format!("0 server {hash} {now} {scopes} {}", now + 5)
     );
+    // A key of five words (written before keys had scopes) has every scope.
+    let legacy = format!("1 server {hash} {now} -");
+    server()
+        .command(&["HSET", &record, "key:key_old", &legacy])
+        .expect("HSET");
+    let read = store.app(app.id).await.expect("read").expect("app");
+    assert_eq!(read.keys[1].id, "key_old");
+    assert_eq!(read.keys[1].scopes, ringpush_store::KeyScope::all());
 
     let session = SessionRecord {
         id_hash: secret_hash("session"),

@@ -58,6 +58,7 @@ impl Env {
                         hash: secret_hash("server"),
                         created_at_ms: now_ms(),
                         revoked_at_ms: None,
+                        scopes: ringpush_store::KeyScope::all(),
                     },
                     AppKey {
                         id: "client".to_owned(),
@@ -65,6 +66,7 @@ impl Env {
                         hash: secret_hash("client"),
                         created_at_ms: now_ms(),
                         revoked_at_ms: None,
+                        scopes: ringpush_store::KeyScope::all(),
                     },
                 ],
                 created_at_ms: now_ms(),

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
 use ringpush_protocol::AppId;
-use ringpush_store::{AppRecord, KeyKind, StoreError, now_ms};
+use ringpush_store::{AppRecord, KeyKind, KeyScope, StoreError, now_ms};
 use serde::{Deserialize, Serialize};
 
 use super::keys::new_key;
@@ -49,8 +49,8 @@ pub(crate) async fn create_app(
     }
     loop {
         let now = now_ms();
-        let (server, server_key) = new_key(KeyKind::Server, now);
-        let (client, client_key) = new_key(KeyKind::Client, now);
+        let (server, server_key) = new_key(KeyKind::Server, KeyScope::all(), now);
+        let (client, client_key) = new_key(KeyKind::Client, Vec::new(), now);
         let created = CreatedApp {
             app_id: String::new(),
             name: name.clone(),

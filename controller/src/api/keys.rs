@@ -1,12 +1,12 @@
 //! `/v1/apps/{app}/keys`: an app's API keys (admin only): list them (never the secrets),
-//! create one (its secret is answered once), revoke one (it stops working at once on every
+//! create one, a server key with some or all scopes (its secret is answered once), revoke one (it stops working at once on every
 //! controller: each request reads the app's keys from the store).
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
-use ringpush_store::{AppKey, KeyKind, StoreError, now_ms, secret_hash};
+use ringpush_store::{AppKey, KeyKind, KeyScope, StoreError, now_ms, secret_hash};
 use serde::{Deserialize, Serialize};
 
 use super::{parse_json, random_secret};
@@ -14,8 +14,8 @@ use crate::ControllerState;
 use crate::auth::{Credentials, load_app};
 use crate::error::ApiError;
 
-/// A new key of `kind`: its record (with the secret's hash) and the secret.
-pub(crate) fn new_key(kind: KeyKind, now_ms: i64) -> (AppKey, String) {
+/// A new key of `kind` with `scopes`: its record (with the secret's hash) and the secret.
+pub(crate) fn new_key(kind: KeyKind, scopes: Vec<KeyScope>, now_ms: i64) -> (AppKey, String) {
     let secret = match kind {
         KeyKind::Server => random_secret("sk_"),
         KeyKind::Client => random_secret("ck_"),
@@ -27,6 +27,7 @@ pub(crate) fn new_key(kind: KeyKind, now_ms: i64) -> (AppKey, String) {
         hash: secret_hash(&secret),
         created_at_ms: now_ms,
         revoked_at_ms: None,
+        scopes,
     };
     (key, secret)
 }
@@ -38,6 +39,8 @@ pub struct KeyView {
     pub kind: KeyKind,
     pub created_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
+    /// What a server key may do (empty for client keys, which only register devices).
+    pub scopes: Vec<KeyScope>,
 }
 
 impl From<&AppKey> for KeyView {
@@ -47,6 +50,10 @@ impl From<&AppKey> for KeyView {
             kind: key.kind,
             created_at_ms: key.created_at_ms,
             revoked_at_ms: key.revoked_at_ms,
+            scopes: match key.kind {
+                KeyKind::Server => key.scopes.clone(),
+                KeyKind::Client => Vec::new(),
+            },
         }
     }
 }
@@ -73,6 +80,8 @@ pub(crate) async fn list_keys(
 #[serde(deny_unknown_fields)]
 struct CreateKey {
     kind: KeyKind,
+    /// For a server key: what it may do; every scope if absent.
+    scopes: Option<Vec<KeyScope>>,
 }
 
 /// The answer to `POST .../keys`: the only time the secret is shown.
@@ -82,6 +91,7 @@ pub struct CreatedKey {
     pub kind: KeyKind,
     pub key: String,
     pub created_at_ms: i64,
+    pub scopes: Vec<KeyScope>,
 }
 
 pub(crate) async fn create_key(
@@ -93,8 +103,28 @@ pub(crate) async fn create_key(
     credentials.admin(&state).await?;
     let app = load_app(&state, &app_id).await?;
     let request: CreateKey = parse_json(&body)?;
+    let scopes = match (request.kind, request.scopes) {
+        (KeyKind::Server, None) => KeyScope::all(),
+        (KeyKind::Server, Some(mut scopes)) => {
+            scopes.sort();
+            scopes.dedup();
+            if scopes.is_empty() {
+                return Err(ApiError::InvalidRequest(
+                    "a server key needs at least one scope: send, read_stats, manage_devices"
+                        .into(),
+                ));
+            }
+            scopes
+        }
+        (KeyKind::Client, None) => Vec::new(),
+        (KeyKind::Client, Some(_)) => {
+            return Err(ApiError::InvalidRequest(
+                "client keys have no scopes: they only register devices".into(),
+            ));
+        }
+    };
     loop {
-        let (key, secret) = new_key(request.kind, now_ms());
+        let (key, secret) = new_key(request.kind, scopes.clone(), now_ms());
         match state.store.add_app_key(app.id, &key).await {
             Ok(true) => {
                 tracing::info!(app_id = %app.id, key_id = %key.id, kind = key.kind.as_str(), "key created");
@@ -103,6 +133,7 @@ pub(crate) async fn create_key(
                     kind: key.kind,
                     key: secret,
                     created_at_ms: key.created_at_ms,
+                    scopes: key.scopes,
                 };
                 return Ok((StatusCode::CREATED, Json(created)));
             }

@@ -97,6 +97,7 @@ struct KeyView {
     kind: String,
     created_at_ms: i64,
     revoked_at_ms: Option<i64>,
+    scopes: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +108,7 @@ struct KeyList {
 struct KeyRow {
     id: String,
     kind: String,
+    scopes: String,
     created: String,
     revoked: Option<String>,
 }
@@ -145,6 +147,11 @@ async fn keys_page(
         .keys
         .into_iter()
         .map(|key| KeyRow {
+            scopes: if key.kind == "client" {
+                "registers devices".to_owned()
+            } else {
+                key.scopes.join(", ")
+            },
             id: key.key_id,
             kind: key.kind,
             created: time_text(key.created_at_ms),
@@ -171,6 +178,29 @@ pub(crate) async fn keys(
 pub(crate) struct CreateKeyForm {
     csrf: String,
     kind: String,
+    /// The scope boxes of a server key (`yes` when ticked).
+    scope_send: Option<String>,
+    scope_read_stats: Option<String>,
+    scope_manage_devices: Option<String>,
+}
+
+impl CreateKeyForm {
+    /// The API request: a server key with the ticked scopes, a client key with none.
+    fn request(&self) -> serde_json::Value {
+        if self.kind != "server" {
+            return serde_json::json!({ "kind": self.kind });
+        }
+        let scopes: Vec<&str> = [
+            ("send", &self.scope_send),
+            ("read_stats", &self.scope_read_stats),
+            ("manage_devices", &self.scope_manage_devices),
+        ]
+        .into_iter()
+        .filter(|(_, ticked)| ticked.as_deref() == Some("yes"))
+        .map(|(scope, _)| scope)
+        .collect();
+        serde_json::json!({ "kind": self.kind, "scopes": scopes })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,7 +219,7 @@ pub(crate) async fn create_key(
     let app_id = path_part(&app_id);
     let (session, _) = context(&api, &caller, None, "/portal/apps").await?;
     session.check_csrf(&form.csrf)?;
-    let body = serde_json::json!({ "kind": form.kind });
+    let body = form.request();
     let path = format!("/v1/apps/{app_id}/keys");
     let created: CreatedKey = api.post(&caller, &session.csrf_token, &path, &body).await?;
     let revealed = vec![Revealed {

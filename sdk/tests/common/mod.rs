@@ -74,6 +74,7 @@ impl Cluster {
                         hash: secret_hash("test-server-key"),
                         created_at_ms: now_ms(),
                         revoked_at_ms: None,
+                        scopes: ringpush_store::KeyScope::all(),
                     },
                     AppKey {
                         id: "client".to_owned(),
@@ -81,6 +82,7 @@ impl Cluster {
                         hash: secret_hash(CLIENT_KEY),
                         created_at_ms: now_ms(),
                         revoked_at_ms: None,
+                        scopes: ringpush_store::KeyScope::all(),
                     },
                 ],
                 created_at_ms: now_ms(),

@@ -11,6 +11,7 @@ fn key(id: &str, kind: KeyKind, created_at_ms: i64) -> AppKey {
         hash: secret_hash(&format!("secret of {id}")),
         created_at_ms,
         revoked_at_ms: None,
+        scopes: crate::KeyScope::all(),
     }
 }
 
@@ -42,10 +43,16 @@ fn key_ids(app: &AppRecord) -> Vec<&str> {
 pub async fn apps_are_created_once_and_read_back(store: &dyn Store) {
     let now = now_ms();
     let mut app = new_app("Weather — alerts ☂", now);
-    // Every field of a key round-trips, a revocation time and a negative time too.
+    // Every field of a key round-trips: a revocation time, a negative time, some scopes and
+    // none.
     app.keys.push(AppKey {
         revoked_at_ms: Some(now + 5),
+        scopes: vec![crate::KeyScope::ReadStats],
         ..key("key_0a1B-_", KeyKind::Server, -7)
+    });
+    app.keys.push(AppKey {
+        scopes: Vec::new(),
+        ..key("key_no_scope", KeyKind::Server, now)
     });
     store.create_app(&app).await.expect("create app");
     assert_eq!(read(store, app.id).await, app);

@@ -125,6 +125,7 @@ pub(super) fn decode_legacy_app(id: AppId, value: &[u8]) -> Option<AppRecord> {
         hash: hash(hash_bytes),
         created_at_ms,
         revoked_at_ms: None,
+        scopes: crate::KeyScope::all(),
     };
     Some(AppRecord {
         id,

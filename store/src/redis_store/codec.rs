@@ -5,9 +5,11 @@
 //! ([`member_body`]); the append script prepends the seq it
 //! draws. Apps and devices are hashes of text fields, hashes in hex.
 //!
-//! An app's key `<id>` is the field `key:<id>` of the app's hash, whose value is five words
-//! separated by single spaces: `<ordinal> <kind> <hash hex> <created_at> <revoked_at or ->`,
-//! e.g. `1 client 9f86…0a08 1700000000000 -`. The ordinal (0, 1, … in the order keys were
+//! An app's key `<id>` is the field `key:<id>` of the app's hash, whose value is six words
+//! separated by single spaces: `<ordinal> <kind> <hash hex> <created_at> <scopes>
+//! <revoked_at or ->`, e.g. `1 server 9f86…0a08 1700000000000 send,read_stats -`; scopes are
+//! comma-separated, `none` for none, and a value of five words (written before scopes) has
+//! every scope. The ordinal (0, 1, … in the order keys were
 //! added; keys are never removed, so the add script takes the count of key fields) keeps
 //! creation order, which a hash does not; `-` marks a live key.
 
@@ -18,8 +20,8 @@ use ringpush_ring::Member;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AppKey, AppRecord, DeviceRecord, KeyKind, NewMessage, StoreError, StoreResult, StoredMessage,
-    inbox_record,
+    AppKey, AppRecord, DeviceRecord, KeyKind, KeyScope, NewMessage, StoreError, StoreResult,
+    StoredMessage, inbox_record,
 };
 
 /// Bytes 8.. of an inbox member: everything but the seq.
@@ -49,8 +51,14 @@ pub(super) fn key_value_tail(key: &AppKey) -> String {
     let revoked = key
         .revoked_at_ms
         .map_or_else(|| "-".to_owned(), |at| at.to_string());
+    let scopes: Vec<&str> = key.scopes.iter().map(|scope| scope.as_str()).collect();
+    let scopes = if scopes.is_empty() {
+        "none".to_owned()
+    } else {
+        scopes.join(",")
+    };
     format!(
-        "{} {} {} {revoked}",
+        "{} {} {} {scopes} {revoked}",
         key.kind.as_str(),
         hex::encode(key.hash),
         key.created_at_ms
@@ -97,8 +105,25 @@ pub(super) fn decode_app(
 fn decode_key(key: &str, id: &str, value: &str) -> StoreResult<(u64, AppKey)> {
     let bad = |detail: &str| corrupt(key, &format!("key {id}: {detail}"));
     let words: Vec<&str> = value.split(' ').collect();
-    let [ordinal, kind, hash, created_at, revoked_at] = words[..] else {
-        return Err(bad("expected 5 words"));
+    // Five words: written before keys had scopes (they have all of them).
+    let (ordinal, kind, hash, created_at, scopes, revoked_at) = match words[..] {
+        [ordinal, kind, hash, created_at, scopes, revoked_at] => {
+            (ordinal, kind, hash, created_at, Some(scopes), revoked_at)
+        }
+        [ordinal, kind, hash, created_at, revoked_at] => {
+            (ordinal, kind, hash, created_at, None, revoked_at)
+        }
+        _ => return Err(bad("expected 6 words")),
+    };
+    let scopes = match scopes {
+        None => KeyScope::all(),
+        Some("none") => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|name| {
+                KeyScope::parse(name).ok_or_else(|| bad(&format!("unknown scope {name:?}")))
+            })
+            .collect::<StoreResult<_>>()?,
     };
     let kind = match kind {
         "server" => KeyKind::Server,
@@ -122,6 +147,7 @@ fn decode_key(key: &str, id: &str, value: &str) -> StoreResult<(u64, AppKey)> {
         hash: decode_hash(key, hash)?,
         created_at_ms: number(created_at)?,
         revoked_at_ms,
+        scopes,
     };
     Ok((ordinal, app_key))
 }
@@ -248,6 +274,7 @@ mod tests {
             hash: crate::secret_hash(id),
             created_at_ms: 7,
             revoked_at_ms,
+            scopes: crate::KeyScope::all(),
         };
         let app = AppRecord {
             id: AppId(9),

@@ -16,7 +16,7 @@
 //! | `{d:<device>}:inbox` | sorted set | pending messages scored by seq (member layout in `codec.rs`), expires with its last message |
 //! | `{d:<device>}:collapse` | hash | collapse key → seq of the device's latest message with it; expires with the inbox |
 //! | `{d:<device>}:idem:<key>` | string | seq given to an idempotent append, TTL `IDEMPOTENCY_TTL_MS` |
-//! | `app:<app>` | hash | `name`, `created_at`, and `key:<key id>` per key → `<ordinal> <kind> <hash hex> <created_at> <revoked_at or ->` (layout in `codec.rs`) |
+//! | `app:<app>` | hash | `name`, `created_at`, and `key:<key id>` per key → `<ordinal> <kind> <hash hex> <created_at> <scopes> <revoked_at or ->` (layout in `codec.rs`) |
 //! | `apps` | sorted set | app id (16 hex) scored by `created_at` (ms) |
 //! | `idem:<app>:<key>` | string | fingerprint (hex) of an idempotent request, TTL `IDEMPOTENCY_TTL_MS` |
 //! | `{ring}:leases` | sorted set | connector id scored by lease expiry (ms) |

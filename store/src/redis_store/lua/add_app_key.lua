@@ -1,6 +1,6 @@
 -- Adds a key to an app, atomically: only if the app exists and has no key with this id.
 -- KEYS[1] the app's hash. ARGV[1] the key's field (`key:<id>`), ARGV[2] its value without the
--- leading ordinal (`<kind> <hash hex> <created_at> <revoked_at or ->`, see codec.rs).
+-- leading ordinal (`<kind> <hash hex> <created_at> <scopes> <revoked_at or ->`, see codec.rs).
 -- The ordinal is the number of key fields already there: keys are never removed, so it is
 -- one more than every ordinal before it.
 -- Returns 1 if added, 0 if there is no such app, 2 if the id is taken.
