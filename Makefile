@@ -12,6 +12,7 @@ test:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace
+	./deploy/api-fuzz.sh target/debug/ringpush
 
 lint:
 	cargo fmt --all --check

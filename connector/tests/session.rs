@@ -220,6 +220,13 @@ async fn protocol_errors_get_a_clear_answer_and_the_connector_keeps_serving() {
     let code = client.expect_error(ErrorCode::Unauthenticated).await;
     assert_eq!(code, Some(close_code::POLICY_VIOLATION));
 
+    // Another device's valid token does not open this device's stream.
+    let (_, other_token) = env.device().await;
+    let mut client = Device::connect(&url).await;
+    client.hello(device, &other_token, 0).await;
+    let code = client.expect_error(ErrorCode::Unauthenticated).await;
+    assert_eq!(code, Some(close_code::POLICY_VIOLATION));
+
     let mut client = Device::connect(&url).await;
     client.hello(DeviceId::random(), "whatever", 0).await;
     client.expect_error(ErrorCode::UnknownDevice).await;
