@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::forward::{Api, Caller};
-use super::view::{Nav, PortalError, context, path_part, render, time_text};
+use super::view::{Nav, PortalError, context, form_session, path_part, render, time_text};
 
 #[derive(Debug, Deserialize)]
 struct AppView {
@@ -70,8 +70,7 @@ pub(crate) async fn create_app(
     caller: Caller,
     Form(form): Form<CreateAppForm>,
 ) -> Result<Response, PortalError> {
-    let (session, _) = context(&api, &caller, None, "/portal/apps").await?;
-    session.check_csrf(&form.csrf)?;
+    let session = form_session(&api, &caller, "/portal/apps", &form.csrf).await?;
     let body = serde_json::json!({ "name": form.name });
     let created: CreatedApp = api
         .post(&caller, &session.csrf_token, "/v1/apps", &body)
@@ -217,8 +216,7 @@ pub(crate) async fn create_key(
     Form(form): Form<CreateKeyForm>,
 ) -> Result<Response, PortalError> {
     let app_id = path_part(&app_id);
-    let (session, _) = context(&api, &caller, None, "/portal/apps").await?;
-    session.check_csrf(&form.csrf)?;
+    let session = form_session(&api, &caller, "/portal/apps", &form.csrf).await?;
     let body = form.request();
     let path = format!("/v1/apps/{app_id}/keys");
     let created: CreatedKey = api.post(&caller, &session.csrf_token, &path, &body).await?;
@@ -255,8 +253,7 @@ pub(crate) async fn revoke_key(
     Form(form): Form<ConfirmedForm>,
 ) -> Result<Response, PortalError> {
     let (app_id, key_id) = (path_part(&app_id), path_part(&key_id));
-    let (session, _) = context(&api, &caller, None, "/portal/apps").await?;
-    session.check_csrf(&form.csrf)?;
+    let session = form_session(&api, &caller, "/portal/apps", &form.csrf).await?;
     form.check("revoke this key")?;
     let path = format!("/v1/apps/{app_id}/keys/{key_id}/revoke");
     let _: serde_json::Value = api
@@ -339,8 +336,7 @@ pub(crate) async fn create_operator(
     caller: Caller,
     Form(form): Form<CreateOperatorForm>,
 ) -> Result<Response, PortalError> {
-    let (session, _) = context(&api, &caller, None, "/portal/operators").await?;
-    session.check_csrf(&form.csrf)?;
+    let session = form_session(&api, &caller, "/portal/operators", &form.csrf).await?;
     let body =
         serde_json::json!({ "name": form.name, "role": form.role, "password": form.password });
     let created: OperatorView = api
@@ -357,8 +353,7 @@ pub(crate) async fn delete_operator(
     Form(form): Form<ConfirmedForm>,
 ) -> Result<Response, PortalError> {
     let name = path_part(&name);
-    let (session, _) = context(&api, &caller, None, "/portal/operators").await?;
-    session.check_csrf(&form.csrf)?;
+    let session = form_session(&api, &caller, "/portal/operators", &form.csrf).await?;
     form.check("remove this operator")?;
     api.call(
         &caller,

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::forward::{Api, Caller};
-use super::view::{Nav, PortalError, context, path_part, render, time_text};
+use super::view::{Nav, PortalError, context, form_session, path_part, render, time_text};
 
 /// A campaign as the API answers it (the fields the pages show).
 #[derive(Debug, Deserialize)]
@@ -197,8 +197,7 @@ pub(crate) async fn change(
         path_part(&campaign_id),
         path_part(&action),
     );
-    let (session, _) = context(&api, &caller, None, "/portal/apps").await?;
-    session.check_csrf(&form.csrf)?;
+    let session = form_session(&api, &caller, "/portal/apps", &form.csrf).await?;
     let path = format!("/v1/apps/{app_id}/campaigns/{campaign_id}/{action}");
     let _: serde_json::Value = api
         .post(&caller, &session.csrf_token, &path, &serde_json::json!({}))

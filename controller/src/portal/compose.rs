@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::compose_form::ComposeForm;
 use super::forward::{Api, Caller};
-use super::view::{Nav, PortalError, Session, context, path_part, render};
+use super::view::{Nav, PortalError, Session, context, form_session, path_part, render};
 
 /// From this reach on (and for everyone), the reach must be typed to confirm.
 const TYPED_CONFIRMATION_FROM: u64 = 100;
@@ -211,8 +211,8 @@ pub(crate) async fn review(
             fields.insert(name, String::from_utf8_lossy(&bytes).into_owned());
         }
     }
-    let (session, _) = context(&api, &caller, None, "/portal/apps").await?;
-    session.check_csrf(fields.get("csrf").map_or("", String::as_str))?;
+    let csrf = fields.get("csrf").map_or("", String::as_str);
+    form_session(&api, &caller, "/portal/apps", csrf).await?;
     let mut form = ComposeForm::from_fields(&fields);
     form.add_uploaded_list(&uploaded);
     review_page(&api, &caller, &app_id, form, None).await
@@ -226,8 +226,8 @@ pub(crate) async fn edit(
     Form(fields): Form<HashMap<String, String>>,
 ) -> Result<Response, PortalError> {
     let app_id = path_part(&app_id);
-    let (session, _) = context(&api, &caller, None, "/portal/apps").await?;
-    session.check_csrf(fields.get("csrf").map_or("", String::as_str))?;
+    let csrf = fields.get("csrf").map_or("", String::as_str);
+    form_session(&api, &caller, "/portal/apps", csrf).await?;
     compose_page(
         &api,
         &caller,
@@ -251,9 +251,8 @@ pub(crate) async fn send(
     Form(fields): Form<HashMap<String, String>>,
 ) -> Result<Response, PortalError> {
     let app_id = path_part(&app_id);
-    let (session, _) = context(&api, &caller, None, "/portal/apps").await?;
     let field = |name: &str| fields.get(name).map_or("", String::as_str);
-    session.check_csrf(field("csrf"))?;
+    let session = form_session(&api, &caller, "/portal/apps", field("csrf")).await?;
     let form = ComposeForm::from_fields(&fields);
     let reviewed: u64 = field("reviewed_reach").parse().map_err(|_| {
         PortalError::BadForm("the confirmation lost its reach; review again".into())

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::forward::{Api, Caller};
-use super::view::{Nav, PortalError, context, render};
+use super::view::{Nav, PortalError, form_session, render};
 use crate::auth::{self, same_secret};
 
 /// The cookie that ties the login form to the browser that loaded it.
@@ -119,8 +119,7 @@ pub(crate) async fn logout(
     caller: Caller,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PortalError> {
-    let (session, _) = context(&api, &caller, None, "/portal/apps").await?;
-    session.check_csrf(&form.csrf)?;
+    let session = form_session(&api, &caller, "/portal/apps", &form.csrf).await?;
     let answer = api
         .call(
             &caller,

@@ -99,6 +99,19 @@ pub(crate) async fn context(
     Ok((session, nav))
 }
 
+/// The session of a form post, refused unless `csrf` (the form's field) is the session's
+/// token; `back` is where a login returns to if the session has ended.
+pub(crate) async fn form_session(
+    api: &Api,
+    caller: &Caller,
+    back: &str,
+    csrf: &str,
+) -> Result<Session, PortalError> {
+    let (session, _) = context(api, caller, None, back).await?;
+    session.check_csrf(csrf)?;
+    Ok(session)
+}
+
 /// A path segment as typed by a user, made safe to put in an API path.
 pub(crate) fn path_part(text: &str) -> String {
     text.chars()
