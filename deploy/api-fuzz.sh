@@ -50,10 +50,11 @@ printf '[parameters]\napp_id = "%s"\n' "$app_id" > "$work/schemathesis.toml"
 status=0
 # The server key first: the admin's run revokes keys it finds.
 for credential in "$server_key" "$token"; do
-  st --config-file "$work/schemathesis.toml" --no-color run "$url/openapi.json" \
+  # From the work directory: Schemathesis keeps its cache of examples in the current one.
+  (cd "$work" && st --config-file "$work/schemathesis.toml" --no-color run "$url/openapi.json" \
     -H "Authorization: Bearer $credential" --checks not_a_server_error \
     --generation-with-security-parameters false \
-    --max-examples "$EXAMPLES" --phases examples,fuzzing > "$work/st.log" 2>&1 || status=$?
+    --max-examples "$EXAMPLES" --phases examples,fuzzing) > "$work/st.log" 2>&1 || status=$?
   grep -E "generated|passed|failed|Seed" "$work/st.log" | tail -3
   if [ "$status" -ne 0 ]; then
     cat "$work/st.log"
