@@ -51,18 +51,10 @@ pub(crate) async fn create_app(
         let now = now_ms();
         let (server, server_key) = new_key(KeyKind::Server, KeyScope::all(), now);
         let (client, client_key) = new_key(KeyKind::Client, Vec::new(), now);
-        let created = CreatedApp {
-            app_id: String::new(),
-            name: name.clone(),
-            server_key_id: server.id.clone(),
-            server_key,
-            client_key_id: client.id.clone(),
-            client_key,
-        };
         let app = AppRecord {
             id: AppId::random(),
             name: name.clone(),
-            keys: vec![server, client],
+            keys: vec![server.clone(), client.clone()],
             created_at_ms: now,
         };
         match state.store.create_app(&app).await {
@@ -70,7 +62,11 @@ pub(crate) async fn create_app(
                 tracing::info!(app_id = %app.id, name = %app.name, "app created");
                 let created = CreatedApp {
                     app_id: app.id.to_string(),
-                    ..created
+                    name: app.name,
+                    server_key_id: server.id,
+                    server_key,
+                    client_key_id: client.id,
+                    client_key,
                 };
                 return Ok((StatusCode::CREATED, Json(created)));
             }

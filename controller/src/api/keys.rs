@@ -155,21 +155,17 @@ pub(crate) async fn revoke_key(
     let Some(key) = app.keys.iter().find(|key| key.id == key_id) else {
         return Err(ApiError::UnknownKey(key_id.chars().take(40).collect()));
     };
-    if key.revoked_at_ms.is_some() {
+    let now = now_ms();
+    // False when another request revoked it first (or before): its first time stands.
+    if !state.store.revoke_app_key(app.id, &key_id, now).await? {
         return Err(ApiError::Conflict(format!(
             "key {key_id} is already revoked"
         )));
     }
-    state
-        .store
-        .revoke_app_key(app.id, &key_id, now_ms())
-        .await?;
-    let app = load_app(&state, &app_id).await?;
-    let key = app
-        .keys
-        .iter()
-        .find(|key| key.id == key_id)
-        .ok_or_else(|| ApiError::UnknownKey(key_id.clone()))?;
+    let key = AppKey {
+        revoked_at_ms: Some(now),
+        ..key.clone()
+    };
     tracing::info!(app_id = %app.id, key_id = %key.id, "key revoked");
-    Ok(Json(KeyView::from(key)))
+    Ok(Json(KeyView::from(&key)))
 }

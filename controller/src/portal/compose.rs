@@ -153,7 +153,7 @@ async fn review_page(
         }
         Err(other) => return Err(other),
     };
-    let typed_confirmation = reach >= TYPED_CONFIRMATION_FROM || form.audience == "everyone";
+    let typed_confirmation = needs_typed_confirmation(reach, &form);
     let reach_text = thousands(reach);
     let confirm_label = if form.timing == "now" {
         format!("Send to {reach_text} devices")
@@ -257,7 +257,7 @@ pub(crate) async fn send(
     let reviewed: u64 = field("reviewed_reach").parse().map_err(|_| {
         PortalError::BadForm("the confirmation lost its reach; review again".into())
     })?;
-    let typed_needed = reviewed >= TYPED_CONFIRMATION_FROM || form.audience == "everyone";
+    let typed_needed = needs_typed_confirmation(reviewed, &form);
     let typed: String = field("confirm_reach")
         .chars()
         .filter(char::is_ascii_digit)
@@ -290,6 +290,12 @@ pub(crate) async fn send(
         .await?;
     let created: CreatedCampaign = answer.into_result()?;
     Ok(Redirect::to(&format!("/portal/apps/{app_id}/campaigns/{}", created.id)).into_response())
+}
+
+/// Whether confirming a send of this reach needs the reach typed in: for everyone, and from
+/// [`TYPED_CONFIRMATION_FROM`] devices on.
+fn needs_typed_confirmation(reach: u64, form: &ComposeForm) -> bool {
+    reach >= TYPED_CONFIRMATION_FROM || form.audience == "everyone"
 }
 
 /// `12345` as `12,345`.

@@ -10,6 +10,9 @@ use serde::Deserialize;
 use super::forward::{Api, Caller};
 use super::view::{Nav, PortalError, context, path_part, render, time_text, url_encode};
 
+/// Most devices of one alias shown (each is one API call).
+const MAX_DEVICES_SHOWN: usize = 20;
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct LookupQuery {
     q: Option<String>,
@@ -185,7 +188,14 @@ pub(crate) async fn lookup(
         }
         Err(other) => return Err(other),
     };
-    for id in ids {
+    let shown = ids.len().min(MAX_DEVICES_SHOWN);
+    if ids.len() > shown {
+        page.nav = page.nav.notice(format!(
+            "the alias has {} devices; the first {shown} are shown",
+            ids.len()
+        ));
+    }
+    for id in ids.into_iter().take(shown) {
         let device: DeviceState = api
             .get(&caller, &format!("/v1/apps/{app_id}/devices/{id}"))
             .await?;
