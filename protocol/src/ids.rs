@@ -47,7 +47,25 @@ impl DeviceId {
     pub fn random() -> Self {
         Self(rand::random())
     }
+
+    /// A fresh random id whose home is the region with this code: the code is the id's top
+    /// byte, so any process can tell a device's home region from its id alone.
+    pub fn random_in(region: RegionCode) -> Self {
+        let low: u128 = rand::random::<u128>() & (u128::MAX >> 8);
+        Self((u128::from(region.0) << 120) | low)
+    }
+
+    /// The region code this id carries (its top byte). Only ids made by [`Self::random_in`]
+    /// carry a meaningful one; a deployment decides which codes name regions.
+    pub fn region_code(self) -> RegionCode {
+        RegionCode((self.0 >> 120) as u8)
+    }
 }
+
+/// The number of a region, 1 to 255, stored in the top byte of the ids of the devices whose
+/// home it is. A code is never reused for another region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegionCode(pub u8);
 
 impl fmt::Display for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -170,6 +188,15 @@ mod tests {
         assert!(format!("{device}-01").parse::<MessageId>().is_err());
         assert!(format!("{device}-+1").parse::<MessageId>().is_err());
         assert!(format!("{device}").parse::<MessageId>().is_err());
+    }
+
+    #[test]
+    fn a_device_id_carries_its_home_region() {
+        for code in [1u8, 2, 200, 255] {
+            let id = DeviceId::random_in(RegionCode(code));
+            assert_eq!(id.region_code(), RegionCode(code));
+            assert!(id.to_string().starts_with(&format!("{code:02x}")));
+        }
     }
 
     proptest! {

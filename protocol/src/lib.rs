@@ -43,4 +43,4 @@ pub use generated::ringpush::device::v1 as device;
 /// Controller → connector gRPC service (generated from `proto/connector.proto`).
 pub use generated::ringpush::internal::v1 as internal;
 
-pub use ids::{AppId, DeviceId, IdError, MessageId};
+pub use ids::{AppId, DeviceId, IdError, MessageId, RegionCode};

@@ -2,6 +2,9 @@
 //! - [`RedisStore`]: Redis, a plain server or a Redis Cluster, for deployments;
 //! - [`EmbeddedStore`]: a redb file in the process, for `ringpush dev`.
 //!
+//! [`RegionalStore`] puts several regions' stores behind the same trait: each device's state
+//! in its home region's store.
+//!
 //! What it owns: apps and their keys (kind, hash, creation and revocation of each), devices
 //! and their token hashes, each device's inbox (sequence, pending messages, delivered and
 //! acked positions), presence, connector leases (the ring's membership) and idempotency
@@ -25,6 +28,7 @@ mod operators;
 mod options;
 mod record_bytes;
 mod redis_store;
+mod regional;
 mod registry;
 mod stats;
 mod timeline;
@@ -41,6 +45,7 @@ pub use model::*;
 pub use operators::{OperatorRecord, OperatorStore, Role, SessionRecord, UnknownRole};
 pub use options::{MessageOptions, Notification, Priority};
 pub use redis_store::RedisStore;
+pub use regional::{Region, RegionalStore};
 pub use registry::RegistryStore;
 pub use stats::{Counter, STATS_TTL_MS, StatIncrement, StatsRecord, StatsStore};
 pub use timeline::{NewTimelineEntry, TimelineEntry, TimelineStore};

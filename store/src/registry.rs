@@ -43,7 +43,8 @@ pub trait RegistryStore: Send + Sync {
     /// in registration order, a page of at most `count` (at least 1) at a time: start with
     /// cursor 0 and pass back the cursor of each answer; the answer's cursor is 0 after the
     /// last page (which may be empty). A device registered during the walk may or may not be
-    /// listed; none is listed twice.
+    /// listed; none is listed twice. (Over several regions, see [`crate::RegionalStore`], the
+    /// walk goes region by region, each in registration order.)
     async fn app_devices(
         &self,
         app: AppId,
