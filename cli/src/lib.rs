@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod operator;
+pub mod regions;
 pub mod send;
 pub mod serve;
 pub mod settings;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use ringpush_controller::{ControllerConfig, ControllerState, MetricsRender};
-use ringpush_store::{EmbeddedStore, RedisStore, Store, membership};
+use ringpush_store::{EmbeddedStore, Store, membership};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -177,13 +177,6 @@ async fn bind(what: &str, address: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {address} for the {what} (is it in use?)"))?;
     tracing::info!(%address, "{what} listening");
     Ok(listener)
-}
-
-async fn redis(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    let store = RedisStore::connect(url)
-        .await
-        .with_context(|| format!("cannot reach Redis at {url}"))?;
-    Ok(Arc::new(store))
 }
 
 fn connector_config(settings: &Settings) -> ringpush_connector::ConnectorConfig {
@@ -353,7 +346,7 @@ pub async fn connector(args: ConnectorArgs) -> anyhow::Result<()> {
     })?;
     let metrics = crate::telemetry::init_metrics();
     let shutdown = crate::shutdown::on_signal()?;
-    let store = redis(&settings.redis_url).await?;
+    let store = crate::regions::open(&settings).await?.store;
     let device_listener = bind("connector devices", settings.connector.device_listen).await?;
     let grpc_listener = bind("connector gRPC", settings.connector.grpc_listen).await?;
     if !settings.connector.admin_listen.is_empty() {
@@ -391,7 +384,8 @@ pub async fn dispatcher(args: DispatcherArgs) -> anyhow::Result<()> {
     })?;
     let metrics = crate::telemetry::init_metrics();
     let shutdown = crate::shutdown::on_signal()?;
-    let store = redis(&settings.redis_url).await?;
+    // The dispatcher reads only its region's ring.
+    let store = crate::regions::redis(&settings.redis_url).await?;
     let listener = bind("dispatcher", settings.dispatcher.listen).await?;
     let ring = membership::watch_ring(store, settings.membership(), shutdown.clone()).await;
     let app = ringpush_dispatcher::router(ring).merge(metrics_route(metrics));
@@ -438,17 +432,18 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     }
     let metrics = crate::telemetry::init_metrics();
     let shutdown = crate::shutdown::on_signal()?;
-    let store = redis(&settings.redis_url).await?;
+    let stores = crate::regions::open(&settings).await?;
+    let store = stores.store.clone();
     let listener = bind("controller", settings.controller.listen).await?;
     let ring = membership::watch_ring(store.clone(), settings.membership(), shutdown.clone()).await;
-    let state = ControllerState::new(
-        controller_config(&settings),
-        store.clone(),
-        ring,
-        Some(metrics),
-        shutdown.clone(),
-    )
-    .with_clock(campaign_clock(&settings)?);
+    let mut config = controller_config(&settings);
+    config.region = stores.region_code();
+    let state = ControllerState::new(config, store.clone(), ring, Some(metrics), shutdown.clone())
+        .with_clock(campaign_clock(&settings)?);
+    if stores.regional.is_some() {
+        let remote = stores.remote_rings(&settings, &shutdown).await;
+        state.deliver_across_regions(remote);
+    }
     let scheduler = spawn_scheduler(&settings, store, state.clone(), shutdown.clone());
     ringpush_controller::serve(listener, state, shutdown)
         .await

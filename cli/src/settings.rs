@@ -17,10 +17,32 @@ pub struct Settings {
     pub redis_url: String,
     /// Where `dev` keeps its embedded store.
     pub data_dir: PathBuf,
+    /// This process's region, one of `regions`; empty: a single-region deployment.
+    pub region: String,
+    /// Every region of the deployment, this one included (empty in one region). Each
+    /// region's `redis_url` is its store: a device's state is kept in its home region's.
+    pub regions: Vec<RegionSettings>,
     pub controller: ControllerSettings,
     pub dispatcher: DispatcherSettings,
     pub connector: ConnectorSettings,
     pub membership: MembershipSettings,
+}
+
+/// One region of a geo-distributed deployment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionSettings {
+    pub name: String,
+    /// 1 to 255, never reused: the top byte of the id of every device whose home it is.
+    pub code: u8,
+    /// The region's store (`redis://` or `redis+cluster://`).
+    pub redis_url: String,
+    /// The region's public controller URL (for clients and documentation; optional).
+    #[serde(default)]
+    pub controller_url: String,
+    /// The region's public dispatcher URL (for SDKs that fail over; optional).
+    #[serde(default)]
+    pub dispatcher_url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,6 +114,8 @@ impl Default for Settings {
             dispatcher: DispatcherSettings::default(),
             connector: ConnectorSettings::default(),
             membership: MembershipSettings::default(),
+            region: String::new(),
+            regions: Vec::new(),
         }
     }
 }
@@ -216,7 +240,48 @@ impl Settings {
         if self.membership.lease_ttl_ms < 300 || self.membership.vnodes == 0 {
             bail!("membership.lease_ttl_ms must be at least 300 and membership.vnodes positive");
         }
+        self.validate_regions()?;
         Ok(self)
+    }
+
+    fn validate_regions(&mut self) -> anyhow::Result<()> {
+        if self.region.is_empty() {
+            if !self.regions.is_empty() {
+                bail!("regions are listed but region (this process's region) is not set");
+            }
+            return Ok(());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut codes = std::collections::BTreeSet::new();
+        for region in &self.regions {
+            if region.code == 0 {
+                bail!("region {:?}: code must be 1 to 255", region.name);
+            }
+            if !names.insert(region.name.as_str()) || !codes.insert(region.code) {
+                bail!(
+                    "region {:?} (code {}): names and codes must be distinct",
+                    region.name,
+                    region.code
+                );
+            }
+            if region.redis_url.is_empty() {
+                bail!("region {:?}: redis_url is required", region.name);
+            }
+        }
+        let Some(own) = self.regions.iter().find(|r| r.name == self.region) else {
+            bail!(
+                "region {:?} is not among regions [{}]",
+                self.region,
+                self.regions
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        // The own region's store is the process's store.
+        self.redis_url = own.redis_url.clone();
+        Ok(())
     }
 
     /// The simulated clock of campaign time, if one is set.
@@ -270,6 +335,42 @@ mod tests {
         let error = format!("{:#}", settings.validate().unwrap_err());
         assert!(
             error.contains("simulated_clock") && error.contains("rate"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn regions_are_checked() {
+        let region = |name: &str, code: u8| RegionSettings {
+            name: name.into(),
+            code,
+            redis_url: format!("redis://{name}:6379"),
+            controller_url: String::new(),
+            dispatcher_url: String::new(),
+        };
+        let mut settings = Settings {
+            region: "us".into(),
+            regions: vec![region("cn", 1), region("us", 2)],
+            ..Settings::default()
+        };
+        assert_eq!(
+            settings.clone().validate().unwrap().redis_url,
+            "redis://us:6379"
+        );
+        settings.region = "eu".into();
+        let error = format!("{:#}", settings.clone().validate().unwrap_err());
+        assert!(
+            error.contains("\"eu\" is not among regions [cn, us]"),
+            "{error}"
+        );
+        settings.region = "us".into();
+        settings.regions[1].code = 1;
+        let error = format!("{:#}", settings.clone().validate().unwrap_err());
+        assert!(error.contains("distinct"), "{error}");
+        settings.region.clear();
+        let error = format!("{:#}", settings.validate().unwrap_err());
+        assert!(
+            error.contains("region (this process's region) is not set"),
             "{error}"
         );
     }

@@ -21,10 +21,13 @@ use ringpush_protocol::device::Push;
 use ringpush_protocol::internal::connector_client::ConnectorClient;
 use ringpush_protocol::internal::{BroadcastRequest, DeliverRequest, Delivery, DeliveryOutcome};
 use ringpush_ring::{Member, Ring};
-use ringpush_store::Store;
+use ringpush_store::{Presence, Store};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
+
+/// Presence reads in flight at once when delivering across regions.
+const PRESENCE_LOOKUPS_IN_FLIGHT: usize = 64;
 
 /// Limits of the delivery path.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +60,8 @@ pub struct Outgoing {
     pub push: Push,
     /// Whether this is already the retry at the presence connector.
     retried: bool,
+    /// Across regions: the device's presence as read while its message was being appended.
+    presence_hint: Option<Presence>,
 }
 
 impl Outgoing {
@@ -66,7 +71,14 @@ impl Outgoing {
             device,
             push,
             retried: false,
+            presence_hint: None,
         }
+    }
+
+    /// A first attempt at the connector of `presence` (see [`DeliveryRouter::presences`]).
+    pub fn with_presence_hint(mut self, presence: Option<Presence>) -> Self {
+        self.presence_hint = presence;
+        self
     }
 }
 
@@ -83,6 +95,9 @@ struct RouterInner {
     /// One queue per connector id; the sender task behind it ends when the queue is dropped
     /// (the connector left the ring) or at shutdown. Locked only to look up or insert.
     links: Mutex<HashMap<String, mpsc::Sender<Outgoing>>>,
+    /// The rings of the other regions, when there are several: a device may be connected in
+    /// any region, so each message goes where its presence (in its home store) says.
+    remote_rings: std::sync::OnceLock<Vec<watch::Receiver<Arc<Ring>>>>,
     /// One HTTP/2 channel per connector (by gRPC URL), shared by its sender task and by
     /// broadcasts. Locked only to look up or insert.
     channels: Mutex<HashMap<String, Channel>>,
@@ -103,15 +118,38 @@ impl DeliveryRouter {
                 ring,
                 store,
                 links: Mutex::new(HashMap::new()),
+                remote_rings: std::sync::OnceLock::new(),
                 channels: Mutex::new(HashMap::new()),
                 shutdown,
             }),
         }
     }
 
+    /// Makes this router deliver across regions: `rings` are the other regions' rings, and
+    /// every message goes to the connector its device's presence names, in whichever region
+    /// (see [`Self::send`]). Set once, before the first send; later calls are ignored.
+    pub fn deliver_across_regions(&self, rings: Vec<watch::Receiver<Arc<Ring>>>) {
+        let _ = self.inner.remote_rings.set(rings);
+    }
+
     /// Queues messages for their owners; waits while a connector's queue is full. Messages
     /// whose device has no owner (no live connector) stay in their inboxes.
+    ///
+    /// In one region the owner is the device's place on the ring (no store read). Across
+    /// regions it is the connector that the device's presence names: presence lives in the
+    /// device's home store, is set by the connector that accepted the device with a new
+    /// epoch, and is cleared only by that same connection, so it names the latest connection
+    /// wherever it is. A device without presence is offline: its inbox keeps the message.
     pub async fn send(&self, messages: Vec<Outgoing>) {
+        if self.inner.remote_rings.get().is_some() {
+            use futures_util::StreamExt;
+            futures_util::stream::iter(messages)
+                .for_each_concurrent(PRESENCE_LOOKUPS_IN_FLIGHT, |message| {
+                    self.send_by_presence(message)
+                })
+                .await;
+            return;
+        }
         let ring = self.inner.ring.borrow().clone();
         for message in messages {
             match ring.owner(message.device) {
@@ -140,8 +178,7 @@ impl DeliveryRouter {
         let (queue, receiver) = mpsc::channel(self.inner.config.queue_per_connector);
         links.insert(member.id.clone(), queue.clone());
         // Forget connectors that left the ring; their tasks end once their queues drain.
-        let ring = self.inner.ring.borrow().clone();
-        links.retain(|id, _| ring.member(id).is_some() || *id == member.id);
+        links.retain(|id, _| *id == member.id || self.member_anywhere(id).is_some());
         tokio::spawn(run_link(self.clone(), member.clone(), receiver));
         queue
     }
@@ -245,15 +282,50 @@ impl DeliveryRouter {
         Some(channel)
     }
 
+    /// Across regions, the presences of `devices` read now, for sends to hint their messages
+    /// with: reading them while the messages are appended saves a round trip to the home
+    /// region. In one region: no reads, all `None`.
+    pub async fn presences(&self, devices: &[DeviceId]) -> Vec<Option<Presence>> {
+        if self.inner.remote_rings.get().is_none() {
+            return vec![None; devices.len()];
+        }
+        let mut presences = Vec::with_capacity(devices.len());
+        for chunk in devices.chunks(PRESENCE_LOOKUPS_IN_FLIGHT) {
+            let reads = chunk
+                .iter()
+                .map(|device| self.inner.store.presence(*device));
+            for read in futures_util::future::join_all(reads).await {
+                presences.push(read.ok().flatten());
+            }
+        }
+        presences
+    }
+
+    /// Across regions: to the connector of the hinted presence at once, then, from the
+    /// presence read now that the message is in the inbox, to another connector if the
+    /// device moved meanwhile. A presence read before the append may miss a connection that
+    /// read the inbox before the append landed; the read after it cannot (the connection
+    /// sets its presence before it reads the inbox).
+    async fn send_by_presence(&self, mut message: Outgoing) {
+        let Some(hint) = message.presence_hint.take() else {
+            return self.retry_at_presence("", message).await;
+        };
+        if let Some(member) = self.member_anywhere(&hint.connector_id) {
+            let mut first = message.clone();
+            first.retried = true;
+            self.send_to(&member, first).await;
+        }
+        self.retry_at_presence(&hint.connector_id, message).await;
+    }
+
     /// After NOT_CONNECTED: if the device's presence names another live connector, try there once.
     async fn retry_at_presence(&self, tried: &str, mut message: Outgoing) {
         let presence = match self.inner.store.presence(message.device).await {
             Ok(Some(presence)) if presence.connector_id != tried => presence,
             _ => return,
         };
-        let ring = self.inner.ring.borrow().clone();
-        let member = match ring.member(&presence.connector_id) {
-            Some(member) => member.clone(),
+        let member = match self.member_anywhere(&presence.connector_id) {
+            Some(member) => member,
             None => {
                 let members = self.current_members().await;
                 match members.into_iter().find(|m| m.id == presence.connector_id) {
@@ -267,6 +339,17 @@ impl DeliveryRouter {
         };
         message.retried = true;
         self.send_to(&member, message).await;
+    }
+
+    /// The connector with this id on this region's ring or another region's.
+    fn member_anywhere(&self, id: &str) -> Option<Member> {
+        if let Some(member) = self.inner.ring.borrow().member(id) {
+            return Some(member.clone());
+        }
+        let remote = self.inner.remote_rings.get()?;
+        remote
+            .iter()
+            .find_map(|ring| ring.borrow().member(id).cloned())
     }
 
     /// Virtual nodes per member of this controller's ring (to build rings that agree).

@@ -66,6 +66,9 @@ pub struct ControllerConfig {
     pub delivery: DeliveryConfig,
     /// Mark the portal's session cookie `Secure` (the API is served over TLS).
     pub secure_cookies: bool,
+    /// The region whose code devices registered here carry (their home); `None` in a
+    /// single-region deployment (ids carry no meaningful region).
+    pub region: Option<ringpush_protocol::RegionCode>,
 }
 
 impl ControllerConfig {
@@ -80,6 +83,7 @@ impl ControllerConfig {
             inbox: InboxLimits::default(),
             delivery: DeliveryConfig::default(),
             secure_cookies: false,
+            region: None,
         }
     }
 }
@@ -128,6 +132,11 @@ impl ControllerState {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// Delivers across regions: see [`DeliveryRouter::deliver_across_regions`].
+    pub fn deliver_across_regions(&self, remote_rings: Vec<watch::Receiver<Arc<Ring>>>) {
+        self.delivery.deliver_across_regions(remote_rings);
     }
 
     /// The clock of campaign time, for the scheduler.

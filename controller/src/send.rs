@@ -102,7 +102,11 @@ impl ControllerState {
                 campaign_id: context.campaign_id.clone(),
             })
             .collect();
-        let appended = self.store.append(&messages, self.config.inbox).await?;
+        let (appended, presences) = tokio::join!(
+            self.store.append(&messages, self.config.inbox),
+            self.delivery.presences(&devices)
+        );
+        let appended = appended?;
         let dropped: u64 = appended.iter().map(|a| u64::from(a.dropped)).sum();
         if dropped > 0 {
             metrics::counter!("ringpush_inbox_dropped_total").increment(dropped);
@@ -115,7 +119,7 @@ impl ControllerState {
 
         let mut message_ids = Vec::with_capacity(messages.len());
         let mut outgoing = Vec::with_capacity(messages.len());
-        for (message, appended) in messages.into_iter().zip(&appended) {
+        for ((message, appended), presence) in messages.into_iter().zip(&appended).zip(presences) {
             let id = MessageId {
                 device: message.device,
                 seq: appended.seq,
@@ -134,7 +138,7 @@ impl ControllerState {
                 ..Push::default()
             };
             message.options.apply_to(&mut push);
-            outgoing.push(Outgoing::new(message.device, push));
+            outgoing.push(Outgoing::new(message.device, push).with_presence_hint(presence));
         }
         match context.throttle_per_second {
             Some(rate) => self.delivery.send_paced(outgoing, rate).await,

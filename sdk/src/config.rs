@@ -19,8 +19,15 @@ use crate::registration::Identity;
 pub struct Config {
     /// The controller's base URL (for instance `http://127.0.0.1:8080`), for registration.
     pub controller_url: String,
-    /// The dispatcher's base URL (for instance `http://127.0.0.1:8081`).
+    /// The dispatcher's base URL (for instance `http://127.0.0.1:8081`): the nearest region's.
     pub dispatcher_url: String,
+    /// Other regions' dispatchers, in order of preference, asked in turn when the ones
+    /// before them cannot answer (see [`Config::with_fallback_dispatchers`]).
+    pub fallback_dispatcher_urls: Vec<String>,
+    /// Whether the first connection of a start goes to the connector saved in the state file
+    /// (the default) rather than to the dispatchers. Turn it off when the device has moved to
+    /// another region, so that it connects near where it is now.
+    pub reuse_saved_connector: bool,
     /// The app this device belongs to.
     pub app_id: AppId,
     /// The app's client key, used only to register a device that has no identity yet.
@@ -56,6 +63,8 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("controller_url", &self.controller_url)
             .field("dispatcher_url", &self.dispatcher_url)
+            .field("fallback_dispatcher_urls", &self.fallback_dispatcher_urls)
+            .field("reuse_saved_connector", &self.reuse_saved_connector)
             .field("app_id", &self.app_id)
             .field("client_key", &"<redacted>")
             .field("state_path", &self.state_path)
@@ -82,6 +91,8 @@ impl Config {
         Self {
             controller_url: controller_url.into(),
             dispatcher_url: dispatcher_url.into(),
+            fallback_dispatcher_urls: Vec::new(),
+            reuse_saved_connector: true,
             app_id,
             client_key: client_key.into(),
             state_path: None,
@@ -122,6 +133,21 @@ impl Config {
         self
     }
 
+    /// Other regions' dispatchers, in order of preference. A device belongs to one home
+    /// region but may connect through any: when the nearest dispatcher cannot be reached or
+    /// has no connector, the next one is asked, and the device reads its messages from its
+    /// home region through that region's connector.
+    pub fn with_fallback_dispatchers(mut self, urls: Vec<String>) -> Self {
+        self.fallback_dispatcher_urls = urls;
+        self
+    }
+
+    /// The dispatchers in the order they are asked.
+    pub(crate) fn dispatchers(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.dispatcher_url.as_str())
+            .chain(self.fallback_dispatcher_urls.iter().map(String::as_str))
+    }
+
     /// Sets the bounds of the reconnection backoff.
     pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.backoff = BackoffConfig { initial, max };
@@ -131,10 +157,13 @@ impl Config {
     /// Refuses settings that cannot work.
     pub(crate) fn validate(&self) -> Result<()> {
         let invalid = |text: &str| Err(Error::InvalidConfig(text.to_owned()));
-        if !(self.dispatcher_url.starts_with("http://")
-            || self.dispatcher_url.starts_with("https://"))
+        if !self
+            .dispatchers()
+            .all(|url| url.starts_with("http://") || url.starts_with("https://"))
         {
-            return invalid("dispatcher_url must start with http:// or https://");
+            return invalid(
+                "dispatcher_url and fallback_dispatcher_urls must start with http:// or https://",
+            );
         }
         if self.backoff.initial.is_zero() || self.backoff.max < self.backoff.initial {
             return invalid("backoff.initial must be above zero and at most backoff.max");

@@ -82,7 +82,8 @@ impl ConnectionTask {
     /// Connects, and reconnects, until shutdown or a fatal error.
     pub(crate) async fn run(mut self) {
         let device_id = self.identity.device_id;
-        let mut target = match self.state.snapshot().connector_url {
+        let saved = self.state.snapshot().connector_url;
+        let mut target = match saved.filter(|_| self.config.reuse_saved_connector) {
             Some(url) => Target::Connector {
                 url,
                 ring_version: 0,
@@ -179,27 +180,30 @@ impl ConnectionTask {
         }
     }
 
-    /// The dispatcher's connector URL for this device, or `None` after logging why not.
+    /// The connector URL for this device from the first dispatcher that answers (the nearest
+    /// region's, then the fallbacks in order), or `None` after logging why none did.
     async fn ask_dispatcher(&mut self) -> Option<String> {
-        Counters::bump(&self.counters.dispatcher_lookups);
         let device_id = self.identity.device_id;
-        match dispatcher::lookup(
-            &self.http,
-            &self.config.dispatcher_url,
-            device_id,
-            self.config.connect_timeout,
-        )
-        .await
-        {
-            Ok(assignment) => {
-                tracing::debug!(%device_id, url = assignment.url, connector_id = assignment.connector_id, "dispatcher answered");
-                Some(assignment.url)
-            }
-            Err(error) => {
-                tracing::warn!(%device_id, %error, "dispatcher lookup failed");
-                None
+        for dispatcher_url in self.config.dispatchers() {
+            Counters::bump(&self.counters.dispatcher_lookups);
+            match dispatcher::lookup(
+                &self.http,
+                dispatcher_url,
+                device_id,
+                self.config.connect_timeout,
+            )
+            .await
+            {
+                Ok(assignment) => {
+                    tracing::debug!(%device_id, dispatcher_url, url = assignment.url, connector_id = assignment.connector_id, "dispatcher answered");
+                    return Some(assignment.url);
+                }
+                Err(error) => {
+                    tracing::warn!(%device_id, dispatcher_url, %error, "dispatcher lookup failed");
+                }
             }
         }
+        None
     }
 
     /// Waits the next backoff delay, counting a reconnect; `false` if the client closed meanwhile.

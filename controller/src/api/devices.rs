@@ -30,7 +30,10 @@ pub(crate) async fn register_device(
     loop {
         let token = random_secret("dt_");
         let device = DeviceRecord {
-            id: DeviceId::random(),
+            id: match state.config.region {
+                Some(home) => DeviceId::random_in(home),
+                None => DeviceId::random(),
+            },
             app: app.id,
             token_hash: secret_hash(&token),
             created_at_ms: now_ms(),
