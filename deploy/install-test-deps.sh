@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and a fresh machine may lack (Debian packages):
 # redis-server and redis-cli, and chromium and chromedriver (/usr/bin/chromium,
-# /usr/bin/chromedriver) for the browser tests of the portal (ringpush-harness's `browser`).
+# /usr/bin/chromedriver) for the browser tests of the portal (ringpush-harness's `browser`),
+# and iproute2, iptables and curl for the three-region test (deploy/local/three-regions.sh).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -10,6 +11,9 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing ${missing[*]} (needed by the tests)" >&2
