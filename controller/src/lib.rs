@@ -27,6 +27,7 @@ pub mod auth;
 pub mod campaign_fire;
 pub mod clock;
 pub mod delivery;
+mod device_owners;
 pub mod error;
 pub mod login_limit;
 pub mod message_options;
@@ -104,6 +105,8 @@ pub struct ControllerState {
     pub(crate) clock: Arc<dyn Clock>,
     /// Failed logins per operator name and address (this process's share of the bound).
     pub(crate) login_limiter: Arc<login_limit::LoginLimiter>,
+    /// The app of each device this controller has checked.
+    pub(crate) device_owners: Arc<device_owners::DeviceOwners>,
 }
 
 impl ControllerState {
@@ -124,6 +127,7 @@ impl ControllerState {
             metrics,
             clock: Arc::new(SystemClock),
             login_limiter: Arc::default(),
+            device_owners: Arc::default(),
         }
     }
 

@@ -271,15 +271,17 @@ impl ControllerState {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
+        let unconfirmed = self.device_owners.unconfirmed(app.id, &unique);
         let records =
-            futures_util::future::try_join_all(unique.iter().map(|id| self.store.device(*id)))
+            futures_util::future::try_join_all(unconfirmed.iter().map(|id| self.store.device(*id)))
                 .await?;
-        let unknown: Vec<String> = unique
-            .iter()
-            .zip(records)
-            .filter(|(_, record)| record.as_ref().is_none_or(|r| r.app != app.id))
-            .map(|(id, _)| id.to_string())
-            .collect();
+        let mut unknown = Vec::new();
+        for (id, record) in unconfirmed.iter().zip(records) {
+            match record {
+                Some(record) if record.app == app.id => self.device_owners.remember(*id, app.id),
+                _ => unknown.push(id.to_string()),
+            }
+        }
         if unknown.is_empty() {
             return Ok(());
         }

@@ -41,6 +41,7 @@ pub(crate) async fn register_device(
         match state.store.create_device(&device).await {
             Ok(()) => {
                 metrics::counter!("ringpush_controller_devices_registered_total").increment(1);
+                state.device_owners.remember(device.id, app.id);
                 let registered = RegisteredDevice {
                     device_id: device.id.to_string(),
                     device_token: token,
