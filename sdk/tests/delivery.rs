@@ -417,3 +417,24 @@ async fn a_silently_dead_connection_is_noticed_and_replaced() {
     );
     client.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_dispatcher_is_passed_over_for_the_next_one() {
+    init_logs();
+    let cluster = Cluster::start().await;
+    // A port nothing listens on: the nearest region's dispatcher is down.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let mut config = cluster.config();
+    let working = std::mem::replace(&mut config.dispatcher_url, dead_url);
+    let mut client = Client::start(config.with_fallback_dispatchers(vec![working]))
+        .await
+        .expect("start");
+    let device = client.device_id();
+    cluster.send(device, &texts("via-fallback", 3)).await;
+    assert_eq!(take(&mut client, 3).await, expected(1..=3, "via-fallback"));
+    let stats = client.stats();
+    assert!(stats.dispatcher_lookups >= 2, "{stats:?}");
+    client.close().await;
+}
