@@ -463,16 +463,21 @@ async fn operators_run_campaigns_in_a_real_browser() {
         .click(&format!("#key-{key_id} button.danger"))
         .await
         .unwrap();
+    // The revocation posts a form and reloads the page: read only from the new page.
+    let status = browser
+        .wait_for_text(
+            &format!("#key-{key_id} .key-status"),
+            Duration::from_secs(10),
+            |text| text.starts_with("revoked"),
+        )
+        .await
+        .unwrap();
+    assert!(status.starts_with("revoked"), "{status}");
     let scopes = browser
         .text(&format!("#key-{key_id} .key-scopes"))
         .await
         .unwrap();
     assert_eq!(scopes, "send, read_stats, manage_devices");
-    let status = browser
-        .text(&format!("#key-{key_id} .key-status"))
-        .await
-        .unwrap();
-    assert!(status.starts_with("revoked"), "{status}");
     let (code, answer): (u16, Value) = platform.get(&campaigns_path, &secret).await;
     assert_eq!(code, 401, "a revoked key stops working: {answer}");
     browser.goto(&campaign_url).await.unwrap();
