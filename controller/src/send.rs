@@ -102,9 +102,14 @@ impl ControllerState {
                 campaign_id: context.campaign_id.clone(),
             })
             .collect();
+        // A paced send goes out over seconds: a presence read now would be stale by then.
+        let hinted: &[DeviceId] = match context.throttle_per_second {
+            None => &devices,
+            Some(_) => &[],
+        };
         let (appended, presences) = tokio::join!(
             self.store.append(&messages, self.config.inbox),
-            self.delivery.presences(&devices)
+            self.delivery.presences(hinted)
         );
         let appended = appended?;
         let dropped: u64 = appended.iter().map(|a| u64::from(a.dropped)).sum();
@@ -119,6 +124,7 @@ impl ControllerState {
 
         let mut message_ids = Vec::with_capacity(messages.len());
         let mut outgoing = Vec::with_capacity(messages.len());
+        let presences = presences.into_iter().chain(std::iter::repeat(None));
         for ((message, appended), presence) in messages.into_iter().zip(&appended).zip(presences) {
             let id = MessageId {
                 device: message.device,

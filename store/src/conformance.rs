@@ -136,7 +136,8 @@ const NO_CAP: InboxLimits = InboxLimits {
     max_inbox_len: 10_000,
 };
 
-fn message(now: i64, device: DeviceId, text: &str, expires_at_ms: i64) -> NewMessage {
+/// A plain text message created at `now`, for the suite and for tests of one backend.
+pub fn message(now: i64, device: DeviceId, text: &str, expires_at_ms: i64) -> NewMessage {
     NewMessage {
         device,
         payload: text.as_bytes().to_vec(),

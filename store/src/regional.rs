@@ -41,11 +41,77 @@ pub struct RegionalStore {
     inner: Arc<Regions>,
 }
 
+/// The regions, once: the store's own state and, through its [`RegistryStore`] impl, the
+/// registry part.
 struct Regions {
     /// Index of this process's region in `all`.
     local: usize,
     all: Vec<Region>,
-    registry: RegionalRegistry,
+}
+
+impl Regions {
+    fn home_of(&self, device: DeviceId) -> &Region {
+        let code = device.region_code();
+        self.all
+            .iter()
+            .find(|region| region.code == code)
+            .unwrap_or(&self.all[self.local])
+    }
+
+    /// Splits `items` into one part per home region (by `device` of each item), keeping
+    /// where each item stood in `items`.
+    fn split_by_home<T: Clone>(
+        &self,
+        items: &[T],
+        device: impl Fn(&T) -> DeviceId,
+    ) -> Vec<HomePart<'_, T>> {
+        let mut parts: Vec<HomePart<'_, T>> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let home = self.home_of(device(item));
+            let part = match parts.iter_mut().position(|p| p.region.code == home.code) {
+                Some(at) => &mut parts[at],
+                None => {
+                    parts.push(HomePart {
+                        region: home,
+                        indexes: Vec::new(),
+                        items: Vec::new(),
+                    });
+                    parts.last_mut().expect("just pushed")
+                }
+            };
+            part.indexes.push(index);
+            part.items.push(item.clone());
+        }
+        parts
+    }
+}
+
+/// The items of a batch whose devices share a home region.
+struct HomePart<'a, T> {
+    region: &'a Region,
+    /// Where each item stood in the whole batch.
+    indexes: Vec<usize>,
+    items: Vec<T>,
+}
+
+/// Puts the answers of each part back in the order of the whole batch of `len` items.
+fn gather<T, A>(
+    len: usize,
+    parts: &[HomePart<'_, T>],
+    answers: Vec<Vec<A>>,
+) -> StoreResult<Vec<A>> {
+    let mut ordered: Vec<Option<A>> = std::iter::repeat_with(|| None).take(len).collect();
+    for (part, answers) in parts.iter().zip(answers) {
+        for (&index, answer) in part.indexes.iter().zip(answers) {
+            ordered[index] = Some(answer);
+        }
+    }
+    ordered
+        .into_iter()
+        .map(|answer| {
+            answer.ok_or_else(|| StoreError::Unavailable("a region answered short".into()))
+        })
+        .collect()
 }
 
 impl RegionalStore {
@@ -58,15 +124,10 @@ impl RegionalStore {
         if codes.len() != regions.len() {
             return Err("two regions have the same code".into());
         }
-        let registry = RegionalRegistry {
-            local,
-            all: regions.clone(),
-        };
         Ok(Self {
             inner: Arc::new(Regions {
                 local,
                 all: regions,
-                registry,
             }),
         })
     }
@@ -83,7 +144,7 @@ impl RegionalStore {
 
     /// The home region of a device.
     pub fn home_region(&self, device: DeviceId) -> &Region {
-        home_of(&self.inner.all, self.inner.local, device)
+        self.inner.home_of(device)
     }
 
     fn local(&self) -> &dyn Store {
@@ -144,34 +205,6 @@ fn partial_write(
     ))
 }
 
-fn home_of(all: &[Region], local: usize, device: DeviceId) -> &Region {
-    let code = device.region_code();
-    all.iter()
-        .find(|region| region.code == code)
-        .unwrap_or(&all[local])
-}
-
-/// Splits `items` by the home region of each, keeping each item's index in `items`.
-fn by_home<'a, T>(
-    all: &'a [Region],
-    local: usize,
-    items: &[T],
-    device: impl Fn(&T) -> DeviceId,
-) -> Vec<(&'a Region, Vec<usize>)> {
-    let mut groups: Vec<(&Region, Vec<usize>)> = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let home = home_of(all, local, device(item));
-        match groups
-            .iter_mut()
-            .find(|(region, _)| region.code == home.code)
-        {
-            Some((_, indexes)) => indexes.push(index),
-            None => groups.push((home, vec![index])),
-        }
-    }
-    groups
-}
-
 #[async_trait]
 impl Store for RegionalStore {
     async fn create_app(&self, app: &AppRecord) -> StoreResult<()> {
@@ -211,26 +244,22 @@ impl Store for RegionalStore {
         messages: &[NewMessage],
         limits: InboxLimits,
     ) -> StoreResult<Vec<Appended>> {
-        let groups = by_home(&self.inner.all, self.inner.local, messages, |m| m.device);
-        if let [(region, _)] = groups.as_slice() {
-            return region.store.append(messages, limits).await;
-        }
-        let mut answers: Vec<Option<Appended>> = vec![None; messages.len()];
-        let calls = groups.iter().map(|(region, indexes)| async move {
-            let part: Vec<NewMessage> = indexes.iter().map(|&i| messages[i].clone()).collect();
-            (indexes, region.store.append(&part, limits).await)
-        });
-        for (indexes, result) in futures_util::future::join_all(calls).await {
-            for (&index, appended) in indexes.iter().zip(result?) {
-                answers[index] = Some(appended);
+        // The usual batch has one home: sent whole, no copy of the payloads.
+        if let Some(first) = messages.first() {
+            let home = self.home_region(first.device).code;
+            if messages
+                .iter()
+                .all(|m| self.home_region(m.device).code == home)
+            {
+                return self.home(first.device).append(messages, limits).await;
             }
         }
-        answers
-            .into_iter()
-            .map(|answer| {
-                answer.ok_or_else(|| StoreError::Unavailable("a region answered short".into()))
-            })
-            .collect()
+        let parts = self.inner.split_by_home(messages, |m| m.device);
+        let calls = parts
+            .iter()
+            .map(|part| part.region.store.append(&part.items, limits));
+        let answers = futures_util::future::try_join_all(calls).await?;
+        gather(messages.len(), &parts, answers)
     }
 
     async fn read_inbox(
@@ -246,27 +275,17 @@ impl Store for RegionalStore {
     }
 
     async fn ack(&self, acks: &[(DeviceId, u64)]) -> StoreResult<()> {
-        let groups = by_home(&self.inner.all, self.inner.local, acks, |a| a.0);
-        let calls = groups.iter().map(|(region, indexes)| async move {
-            let part: Vec<(DeviceId, u64)> = indexes.iter().map(|&i| acks[i]).collect();
-            region.store.ack(&part).await
-        });
-        futures_util::future::join_all(calls)
-            .await
-            .into_iter()
-            .collect()
+        let parts = self.inner.split_by_home(acks, |pair| pair.0);
+        let calls = parts.iter().map(|part| part.region.store.ack(&part.items));
+        futures_util::future::try_join_all(calls).await.map(drop)
     }
 
     async fn mark_delivered(&self, marks: &[(DeviceId, u64)]) -> StoreResult<()> {
-        let groups = by_home(&self.inner.all, self.inner.local, marks, |a| a.0);
-        let calls = groups.iter().map(|(region, indexes)| async move {
-            let part: Vec<(DeviceId, u64)> = indexes.iter().map(|&i| marks[i]).collect();
-            region.store.mark_delivered(&part).await
-        });
-        futures_util::future::join_all(calls)
-            .await
-            .into_iter()
-            .collect()
+        let parts = self.inner.split_by_home(marks, |pair| pair.0);
+        let calls = parts
+            .iter()
+            .map(|part| part.region.store.mark_delivered(&part.items));
+        futures_util::future::try_join_all(calls).await.map(drop)
     }
 
     async fn inbox_state(&self, device: DeviceId, now_ms: i64) -> StoreResult<InboxState> {
@@ -325,7 +344,7 @@ impl Store for RegionalStore {
     }
 
     fn registry(&self) -> &dyn RegistryStore {
-        &self.inner.registry
+        self.inner.as_ref()
     }
 
     fn timelines(&self) -> &dyn TimelineStore {
@@ -345,30 +364,28 @@ impl Store for RegionalStore {
     }
 }
 
-/// The registry part: a device's attributes at home, app-wide queries over every region.
-struct RegionalRegistry {
-    local: usize,
-    all: Vec<Region>,
-}
-
 /// Cursors of the device walk carry the region's index in their top byte.
 const REGION_CURSOR_SHIFT: u32 = 56;
 
+/// The registry part: a device's attributes at home, app-wide queries over every region.
 #[async_trait]
-impl RegistryStore for RegionalRegistry {
+impl RegistryStore for Regions {
     async fn put_attributes(
         &self,
         updates: &[(AppId, DeviceId, DeviceAttributes)],
     ) -> StoreResult<()> {
-        for (region, indexes) in by_home(&self.all, self.local, updates, |u| u.1) {
-            let part: Vec<_> = indexes.iter().map(|&i| updates[i].clone()).collect();
-            region.store.registry().put_attributes(&part).await?;
+        for part in self.split_by_home(updates, |update| update.1) {
+            part.region
+                .store
+                .registry()
+                .put_attributes(&part.items)
+                .await?;
         }
         Ok(())
     }
 
     async fn attributes(&self, device: DeviceId) -> StoreResult<Option<DeviceAttributes>> {
-        home_of(&self.all, self.local, device)
+        self.home_of(device)
             .store
             .registry()
             .attributes(device)
@@ -379,15 +396,18 @@ impl RegistryStore for RegionalRegistry {
         &self,
         devices: &[DeviceId],
     ) -> StoreResult<Vec<Option<DeviceAttributes>>> {
-        let mut answers = vec![None; devices.len()];
-        for (region, indexes) in by_home(&self.all, self.local, devices, |d| *d) {
-            let part: Vec<DeviceId> = indexes.iter().map(|&i| devices[i]).collect();
-            let found = region.store.registry().attributes_many(&part).await?;
-            for (&index, attributes) in indexes.iter().zip(found) {
-                answers[index] = attributes;
-            }
+        let parts = self.split_by_home(devices, |device| *device);
+        let mut answers = Vec::with_capacity(parts.len());
+        for part in &parts {
+            answers.push(
+                part.region
+                    .store
+                    .registry()
+                    .attributes_many(&part.items)
+                    .await?,
+            );
         }
-        Ok(answers)
+        gather(devices.len(), &parts, answers)
     }
 
     async fn devices_with_alias(&self, app: AppId, alias: &str) -> StoreResult<Vec<DeviceId>> {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use ringpush_audience::DeviceAttributes;
 use ringpush_protocol::{AppId, DeviceId, RegionCode};
 use ringpush_store::{
-    AppRecord, ContentType, DeviceRecord, EmbeddedStore, InboxLimits, NewMessage, Region,
-    RegionalStore, Store, secret_hash,
+    AppRecord, DeviceRecord, EmbeddedStore, InboxLimits, NewMessage, Region, RegionalStore, Store,
+    secret_hash,
 };
 
 const NOW: i64 = 1_700_000_000_000;
@@ -49,16 +49,7 @@ ringpush_store::store_conformance_tests!(async {
 });
 
 fn message(device: DeviceId, text: &str) -> NewMessage {
-    NewMessage {
-        device,
-        payload: text.as_bytes().to_vec(),
-        content_type: ContentType::Text,
-        created_at_ms: NOW,
-        expires_at_ms: NOW + 3_600_000,
-        idempotency_key: None,
-        options: Default::default(),
-        campaign_id: None,
-    }
+    ringpush_store::conformance::message(NOW, device, text, NOW + 3_600_000)
 }
 
 async fn register(store: &RegionalStore, app: AppId, region: u8) -> DeviceId {
@@ -206,6 +197,25 @@ async fn app_wide_queries_read_every_region() {
             .await
             .expect("alias"),
         expected
+    );
+    // Read from two homes at once, answered in request order.
+    let unknown = DeviceId::random_in(RegionCode(3));
+    let read = store
+        .registry()
+        .attributes_many(&[registered[6], unknown, registered[0]])
+        .await
+        .expect("attributes");
+    let zones: Vec<Option<String>> = read
+        .into_iter()
+        .map(|found| found.and_then(|attributes| attributes.timezone))
+        .collect();
+    assert_eq!(
+        zones,
+        [
+            Some("Europe/Paris".to_owned()),
+            None,
+            Some("Asia/Shanghai".to_owned())
+        ]
     );
     assert_eq!(
         store.registry().app_time_zones(app).await.expect("zones"),
