@@ -438,11 +438,12 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let ring = membership::watch_ring(store.clone(), settings.membership(), shutdown.clone()).await;
     let mut config = controller_config(&settings);
     config.region = stores.region_code();
-    let state = ControllerState::new(config, store.clone(), ring, Some(metrics), shutdown.clone())
-        .with_clock(campaign_clock(&settings)?);
-    if stores.regional.is_some() {
+    let mut state =
+        ControllerState::new(config, store.clone(), ring, Some(metrics), shutdown.clone())
+            .with_clock(campaign_clock(&settings)?);
+    if let Some(regional) = stores.regional.clone() {
         let remote = stores.remote_rings(&settings, &shutdown).await;
-        state.deliver_across_regions(remote);
+        state = state.across_regions(regional, remote, shutdown.clone());
     }
     let scheduler = spawn_scheduler(&settings, store, state.clone(), shutdown.clone());
     ringpush_controller::serve(listener, state, shutdown)

@@ -11,7 +11,10 @@
 //! 2. read-your-writes: right after region A answers 200, the device connecting to region B
 //!    or C receives the message, 1,000 trials;
 //! 3. a device that roams between regions in the middle of a stream loses nothing and its
-//!    app sees no duplicate.
+//!    app sees no duplicate;
+//! 4. a region cut off from the others for 30 seconds: every send to its devices is still
+//!    accepted (held in the sender's region), and after the heal every message arrives, once
+//!    and in order.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -159,6 +162,17 @@ async fn create_app(http: &reqwest::Client, region: &Region, admin_token: &str) 
 
 /// Sends `data` to one device through `region`'s controller; panics unless it answers 200.
 async fn send(http: &reqwest::Client, region: &Region, app: &App, device: &str, data: &str) {
+    send_answer(http, region, app, device, data).await;
+}
+
+/// [`send`], answering the controller's JSON answer.
+async fn send_answer(
+    http: &reqwest::Client,
+    region: &Region,
+    app: &App,
+    device: &str,
+    data: &str,
+) -> Value {
     let response = http
         .post(format!("{}/v1/apps/{}/messages", region.controller, app.id))
         .bearer_auth(&app.server_key)
@@ -169,6 +183,7 @@ async fn send(http: &reqwest::Client, region: &Region, app: &App, device: &str, 
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     assert_eq!(status, 200, "send through {} refused: {body}", region.name);
+    serde_json::from_str(&body).expect("a JSON answer")
 }
 
 /// An SDK device of `app` connecting through `dispatcher` (reconnecting quickly).
@@ -211,6 +226,7 @@ async fn three_regions_with_real_latency() {
     cross_region_latency(&deployment, &http, &app).await;
     read_your_writes(&deployment, &http, &app).await;
     roaming_mid_stream(&deployment, &http, &app).await;
+    region_cut_off(&deployment, &http, &app).await;
 }
 
 /// Scenario 1. Home us, connected in eu, sent from cn: the send writes the inbox in us (cn–us 80 ms)
@@ -397,4 +413,101 @@ async fn roaming_mid_stream(deployment: &Deployment, http: &reqwest::Client, app
         "roaming: {} messages, each handed once and in order, across the move",
         handed.len()
     );
+}
+
+/// Scenario 4. Home eu, connected in eu, sent from cn every 100 ms while eu is cut off from the
+/// other regions for 30 s (the test process still reaches eu, as a device there would): cn
+/// accepts every send, holding those it cannot write in eu; after the heal they are handed
+/// home and arrive, each once and in order.
+async fn region_cut_off(deployment: &Deployment, http: &reqwest::Client, app: &App) {
+    const BEFORE_CUT: Duration = Duration::from_secs(5);
+    const CUT: Duration = Duration::from_secs(30);
+    const AFTER_HEAL: Duration = Duration::from_secs(10);
+    let (cn, eu) = (deployment.region("cn"), deployment.region("eu"));
+    let identity = ringpush_sdk::register(&eu.controller, app.id, &app.client_key)
+        .await
+        .expect("register in eu");
+    let device = identity.device_id.to_string();
+    let mut client = Client::start(device_config(app, eu, eu, identity))
+        .await
+        .expect("device starts in eu");
+    send(http, cn, app, &device, "warm").await;
+    next_data(&mut client, Duration::from_secs(10))
+        .await
+        .expect("warm-up message arrives");
+
+    let (received_tx, mut received_rx) = tokio::sync::mpsc::unbounded_channel();
+    let receiver = tokio::spawn(async move {
+        while let Some((data, seq)) = next_data(&mut client, Duration::from_secs(120)).await {
+            let number: usize = data.parse().expect("a number");
+            if received_tx.send((number, seq, Instant::now())).is_err() {
+                break;
+            }
+        }
+        client.close().await;
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sender = {
+        let (http, cn, app, device, stop) = (
+            http.clone(),
+            cn.clone(),
+            app.clone(),
+            device.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let (mut accepted, mut held) = (0usize, 0usize);
+            while !stop.is_cancelled() {
+                let answer = send_answer(&http, &cn, &app, &device, &accepted.to_string()).await;
+                accepted += 1;
+                held += answer["held"].as_array().map_or(0, Vec::len);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (accepted, held)
+        })
+    };
+    tokio::time::sleep(BEFORE_CUT).await;
+    let output = run(&deployment.env, &["cut", "eu"]);
+    assert!(output.status.success(), "cut eu: {output:?}");
+    tokio::time::sleep(CUT).await;
+    let output = run(&deployment.env, &["heal", "eu"]);
+    assert!(output.status.success(), "heal eu: {output:?}");
+    let healed = Instant::now();
+    tokio::time::sleep(AFTER_HEAL).await;
+    stop.cancel();
+    let (accepted, held) = sender.await.expect("sender");
+
+    let mut received: Vec<(usize, u64, Instant)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while received.len() < accepted {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, received_rx.recv()).await {
+            Ok(Some(message)) => received.push(message),
+            _ => break,
+        }
+    }
+    // Anything more would be a duplicate.
+    if let Ok(Some(extra)) =
+        tokio::time::timeout(Duration::from_millis(1500), received_rx.recv()).await
+    {
+        received.push(extra);
+    }
+    receiver.abort();
+    let distinct: std::collections::BTreeSet<usize> = received.iter().map(|r| r.0).collect();
+    let duplicates = received.len() - distinct.len();
+    let lost = (0..accepted).filter(|n| !distinct.contains(n)).count();
+    let last_arrival = received.iter().map(|r| r.2).max().unwrap_or(healed);
+    println!(
+        "region cut off: eu cut from cn and us for {CUT:?} while cn sent to an eu device every \
+         100 ms: sent {accepted}, accepted {accepted} (held in cn {held}), delivered {}, \
+         duplicates {duplicates}, lost {lost}; the last arrived {:?} after the heal",
+        distinct.len(),
+        last_arrival.saturating_duration_since(healed),
+    );
+    assert!(held > 0, "the cut held messages in cn");
+    assert_eq!(lost, 0, "every accepted message arrives");
+    assert_eq!(duplicates, 0, "no message arrives twice");
+    let numbers: Vec<usize> = received.iter().map(|r| r.0).collect();
+    assert_eq!(numbers, (0..accepted).collect::<Vec<_>>(), "in send order");
+    assert!(received.windows(2).all(|pair| pair[0].1 < pair[1].1));
 }

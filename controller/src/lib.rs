@@ -12,6 +12,7 @@
 //!   controllers; [`clock`]: the campaign time they and the campaign API read (the system
 //!   clock, or a simulated one for tests and demos);
 //! - [`delivery`]: one multiplexed HTTP/2 channel per connector, batched `Deliver` calls;
+//!   `hand_off`: across regions, moves messages held for an unreachable home region home;
 //! - [`error`]: every error a caller can get, with its status code, in one place.
 //!
 //! A message is written to its device's inbox (durable, sequenced) before the API answers and
@@ -29,6 +30,7 @@ pub mod clock;
 pub mod delivery;
 mod device_owners;
 pub mod error;
+mod hand_off;
 pub mod login_limit;
 pub mod message_options;
 pub mod password;
@@ -42,7 +44,7 @@ use std::sync::Arc;
 use ringpush_ring::Ring;
 
 use crate::clock::{Clock, SystemClock};
-use ringpush_store::{InboxLimits, Store, secret_hash};
+use ringpush_store::{InboxLimits, RegionalStore, Store, secret_hash};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -107,6 +109,8 @@ pub struct ControllerState {
     pub(crate) login_limiter: Arc<login_limit::LoginLimiter>,
     /// The app of each device this controller has checked.
     pub(crate) device_owners: Arc<device_owners::DeviceOwners>,
+    /// Across regions: every region's store (writes for an unreachable home are held here).
+    pub(crate) regional: Option<RegionalStore>,
 }
 
 impl ControllerState {
@@ -128,6 +132,7 @@ impl ControllerState {
             clock: Arc::new(SystemClock),
             login_limiter: Arc::default(),
             device_owners: Arc::default(),
+            regional: None,
         }
     }
 
@@ -138,9 +143,21 @@ impl ControllerState {
         self
     }
 
-    /// Delivers across regions: see [`DeliveryRouter::deliver_across_regions`].
-    pub fn deliver_across_regions(&self, remote_rings: Vec<watch::Receiver<Arc<Ring>>>) {
+    /// Serves one region of several (`regional` is the store given to [`Self::new`], seen as
+    /// regions): delivers to devices connected in other regions (their rings are
+    /// `remote_rings`, see [`DeliveryRouter::deliver_across_regions`]), holds messages for a
+    /// home region that does not answer, and hands them home from a task that runs until
+    /// `shutdown` fires.
+    pub fn across_regions(
+        mut self,
+        regional: RegionalStore,
+        remote_rings: Vec<watch::Receiver<Arc<Ring>>>,
+        shutdown: CancellationToken,
+    ) -> Self {
         self.delivery.deliver_across_regions(remote_rings);
+        self.regional = Some(regional.clone());
+        tokio::spawn(hand_off::run(self.clone(), regional, shutdown));
+        self
     }
 
     /// The clock of campaign time, for the scheduler.

@@ -7,7 +7,10 @@ use std::collections::HashSet;
 use ringpush_audience::Audience;
 use ringpush_protocol::device::Push;
 use ringpush_protocol::{DeviceId, MessageId};
-use ringpush_store::{AppRecord, Counter, NewMessage, NewTimelineEntry, StatIncrement, now_ms};
+use ringpush_store::{
+    AppRecord, Appended, Counter, Holding, NewMessage, NewTimelineEntry, StatIncrement, Written,
+    now_ms,
+};
 use sha2::Digest;
 
 use crate::ControllerState;
@@ -34,7 +37,11 @@ pub struct SendContext {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sent {
     /// One message per device, in target order.
-    Unicast { message_ids: Vec<String> },
+    Unicast {
+        message_ids: Vec<String>,
+        /// The ids among them of messages held in this region for an unreachable home.
+        held: Vec<String>,
+    },
     /// One message for the whole audience.
     Audience {
         message_id: String,
@@ -83,7 +90,7 @@ impl ControllerState {
     ) -> Result<Sent, ApiError> {
         let created_at_ms = now_ms();
         let expires_at_ms = created_at_ms + (send.ttl_seconds * 1000) as i64;
-        let messages: Vec<NewMessage> = devices
+        let mut messages: Vec<NewMessage> = devices
             .iter()
             .enumerate()
             .map(|(index, device)| NewMessage {
@@ -102,55 +109,101 @@ impl ControllerState {
                 campaign_id: context.campaign_id.clone(),
             })
             .collect();
-        // A paced send goes out over seconds: a presence read now would be stale by then.
-        let hinted: &[DeviceId] = match context.throttle_per_second {
-            None => &devices,
-            Some(_) => &[],
+        // Messages for a home region that holds messages here go behind them, unread: no
+        // presence read there either (it would wait for the unreachable region). A paced
+        // send goes out over seconds: a presence read now would be stale by then.
+        let holding = self.holding(&messages).await?;
+        let lookups: Vec<DeviceId> = match context.throttle_per_second {
+            None => messages
+                .iter()
+                .map(|message| message.device)
+                .filter(|device| !holding.holds(*device))
+                .collect(),
+            Some(_) => Vec::new(),
         };
-        let (appended, presences) = tokio::join!(
-            self.store.append(&messages, self.config.inbox),
-            self.delivery.presences(hinted)
+        let (written, presences) = tokio::join!(
+            self.write_ahead(&mut messages, &holding),
+            self.delivery.presences(&lookups)
         );
-        let appended = appended?;
-        let dropped: u64 = appended.iter().map(|a| u64::from(a.dropped)).sum();
+        let written = written?;
+        let dropped: u64 = written
+            .iter()
+            .filter_map(appended_of)
+            .map(|a| u64::from(a.dropped))
+            .sum();
         if dropped > 0 {
             metrics::counter!("ringpush_inbox_dropped_total").increment(dropped);
         }
-        let new = appended.iter().filter(|a| !a.duplicate).count() as u64;
+        let new = written
+            .iter()
+            .filter(|w| appended_of(w).is_none_or(|a| !a.duplicate))
+            .count() as u64;
         metrics::counter!("ringpush_controller_messages_accepted_total").increment(new);
         if let Some(campaign) = &context.campaign_id {
             self.count(app, campaign, Counter::Targeted, new).await;
         }
 
         let mut message_ids = Vec::with_capacity(messages.len());
+        let mut held = Vec::new();
         let mut outgoing = Vec::with_capacity(messages.len());
-        let presences = presences.into_iter().chain(std::iter::repeat(None));
-        for ((message, appended), presence) in messages.into_iter().zip(&appended).zip(presences) {
-            let id = MessageId {
-                device: message.device,
-                seq: appended.seq,
-            }
-            .to_string();
-            message_ids.push(id.clone());
-            let mut push = Push {
-                message_id: id,
-                seq: appended.seq,
-                payload: message.payload,
-                content_type: send.content_type.mime().to_owned(),
-                created_at_ms,
-                expires_at_ms,
-                stream: 0,
-                campaign_id: context.campaign_id.clone().unwrap_or_default(),
-                ..Push::default()
+        let mut presences = presences.into_iter();
+        for (message, written) in messages.into_iter().zip(written) {
+            // In step with `lookups`.
+            let presence =
+                match context.throttle_per_second.is_none() && !holding.holds(message.device) {
+                    true => presences.next().flatten(),
+                    false => None,
+                };
+            let appended = match written {
+                Written::Appended(appended) => appended,
+                Written::Held(id) => {
+                    let id = id.to_string();
+                    message_ids.push(id.clone());
+                    held.push(id);
+                    continue;
+                }
             };
-            message.options.apply_to(&mut push);
-            outgoing.push(Outgoing::new(message.device, push).with_presence_hint(presence));
+            let message = outgoing_message(message, appended.seq).with_presence_hint(presence);
+            message_ids.push(message.push.message_id.clone());
+            outgoing.push(message);
         }
         match context.throttle_per_second {
             Some(rate) => self.delivery.send_paced(outgoing, rate).await,
             None => self.delivery.send(outgoing).await,
         }
-        Ok(Sent::Unicast { message_ids })
+        Ok(Sent::Unicast { message_ids, held })
+    }
+
+    /// Across regions, which homes of `messages` hold messages in this region now.
+    async fn holding(&self, messages: &[NewMessage]) -> Result<Holding, ApiError> {
+        match &self.regional {
+            Some(regional) => Ok(regional.holding(messages.iter().map(|m| m.device)).await?),
+            None => Ok(Holding::default()),
+        }
+    }
+
+    /// Writes `messages` ahead: to their home inboxes, or across regions held here for a
+    /// home that does not answer (see `ringpush_store::HeldId`).
+    async fn write_ahead(
+        &self,
+        messages: &mut [NewMessage],
+        holding: &Holding,
+    ) -> Result<Vec<Written>, ApiError> {
+        let written = match &self.regional {
+            Some(regional) => {
+                regional
+                    .write_ahead(messages, holding, self.config.inbox)
+                    .await?
+            }
+            None => self
+                .store
+                .append(messages, self.config.inbox)
+                .await?
+                .into_iter()
+                .map(Written::Appended)
+                .collect(),
+        };
+        Ok(written)
     }
 
     async fn send_audience(
@@ -266,7 +319,7 @@ impl ControllerState {
         Ok(devices)
     }
 
-    async fn check_devices_belong(
+    pub(crate) async fn check_devices_belong(
         &self,
         app: &AppRecord,
         devices: &[DeviceId],
@@ -318,6 +371,34 @@ impl ControllerState {
         if let Err(error) = self.store.stats().add_stats(&[increment]).await {
             tracing::warn!(app_id = %app.id, subject, %error, "could not count a statistic");
         }
+    }
+}
+
+/// The live copy of a message now in its device's inbox under `seq`.
+pub(crate) fn outgoing_message(message: NewMessage, seq: u64) -> Outgoing {
+    let mut push = Push {
+        message_id: MessageId {
+            device: message.device,
+            seq,
+        }
+        .to_string(),
+        seq,
+        payload: message.payload,
+        content_type: message.content_type.mime().to_owned(),
+        created_at_ms: message.created_at_ms,
+        expires_at_ms: message.expires_at_ms,
+        stream: 0,
+        campaign_id: message.campaign_id.unwrap_or_default(),
+        ..Push::default()
+    };
+    message.options.apply_to(&mut push);
+    Outgoing::new(message.device, push)
+}
+
+fn appended_of(written: &Written) -> Option<&Appended> {
+    match written {
+        Written::Appended(appended) => Some(appended),
+        Written::Held(_) => None,
     }
 }
 

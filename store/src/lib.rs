@@ -45,7 +45,9 @@ pub use model::*;
 pub use operators::{OperatorRecord, OperatorStore, Role, SessionRecord, UnknownRole};
 pub use options::{MessageOptions, Notification, Priority};
 pub use redis_store::RedisStore;
-pub use regional::{Region, RegionalStore};
+pub use regional::{
+    HandedOff, HeldId, HeldStatus, Holding, MAX_HELD_PER_HOME, Region, RegionalStore, Written,
+};
 pub use registry::RegistryStore;
 pub use stats::{Counter, STATS_TTL_MS, StatIncrement, StatsRecord, StatsStore};
 pub use timeline::{NewTimelineEntry, TimelineEntry, TimelineStore};

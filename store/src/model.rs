@@ -211,6 +211,11 @@ pub enum MessageStatus {
     Delivered,
     Acked,
     Expired,
+    /// Kept in the region that accepted it while the device's home region is unreachable
+    /// (a `held_` id; see [`crate::HeldId`]).
+    Held,
+    /// A held message now in its home inbox, where its status goes on under its new id.
+    HandedHome,
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@
 //!
 //! Queries over an app's devices (aliases, the device walk, time zones) read every region.
 
+mod held;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -20,6 +22,8 @@ use async_trait::async_trait;
 use ringpush_audience::DeviceAttributes;
 use ringpush_protocol::{AppId, DeviceId, RegionCode};
 use ringpush_ring::Member;
+
+pub use held::{HandedOff, HeldId, HeldStatus, Holding, MAX_HELD_PER_HOME, Written};
 
 use crate::{
     AppKey, AppRecord, Appended, CampaignStore, DeviceRecord, InboxLimits, InboxState, NewMessage,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use ringpush_audience::DeviceAttributes;
 use ringpush_protocol::{AppId, DeviceId, RegionCode};
 use ringpush_store::{
-    AppRecord, DeviceRecord, EmbeddedStore, InboxLimits, NewMessage, Region, RegionalStore, Store,
-    secret_hash,
+    AppRecord, DeviceRecord, EmbeddedStore, HeldId, HeldStatus, InboxLimits, NewMessage, Region,
+    RegionalStore, Store, Written, secret_hash,
 };
 
 const NOW: i64 = 1_700_000_000_000;
@@ -221,4 +221,125 @@ async fn app_wide_queries_read_every_region() {
         store.registry().app_time_zones(app).await.expect("zones"),
         ["Asia/Shanghai", "Europe/Paris"]
     );
+}
+
+/// Regions cn and us on embedded stores, eu on a real redis-server (which the test can pause,
+/// as a partition would), seen from us.
+async fn two_embedded_and_redis(
+    eu: &ringpush_testkit::RedisServer,
+) -> (RegionalStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let open = |name: &str| EmbeddedStore::open(&dir.path().join(name)).expect("open store");
+    let eu_store = ringpush_store::RedisStore::connect(&eu.url())
+        .await
+        .expect("connect to redis");
+    let regions = vec![
+        Region {
+            name: "cn".into(),
+            code: RegionCode(1),
+            store: Arc::new(open("cn.redb")),
+        },
+        Region {
+            name: "us".into(),
+            code: RegionCode(2),
+            store: Arc::new(open("us.redb")),
+        },
+        Region {
+            name: "eu".into(),
+            code: RegionCode(3),
+            store: Arc::new(eu_store),
+        },
+    ];
+    (RegionalStore::new("us", regions).expect("regions"), dir)
+}
+
+fn live_message(device: DeviceId, text: &str) -> NewMessage {
+    let now = ringpush_store::now_ms();
+    ringpush_store::conformance::message(now, device, text, now + 3_600_000)
+}
+
+async fn write(store: &RegionalStore, message: NewMessage) -> Written {
+    let mut batch = [message];
+    let holding = store
+        .holding(batch.iter().map(|m| m.device))
+        .await
+        .expect("holding");
+    let mut written = store
+        .write_ahead(&mut batch, &holding, InboxLimits::default())
+        .await
+        .expect("write ahead");
+    written.pop().expect("one answer")
+}
+
+#[tokio::test]
+async fn messages_for_an_unreachable_home_are_held_and_handed_home_once_in_order() {
+    let eu = ringpush_testkit::RedisServer::start();
+    let (store, _dir) = two_embedded_and_redis(&eu).await;
+    let device = DeviceId::random_in(RegionCode(3));
+    let eu_code = RegionCode(3);
+
+    assert!(matches!(
+        write(&store, live_message(device, "one")).await,
+        Written::Appended(_)
+    ));
+    // eu stops taking writes: the write in flight times out (and lands once eu takes writes,
+    // unknown to the writer), so the message is held here; the next is held behind it
+    // without trying eu.
+    eu.command(&["CLIENT", "PAUSE", "20000", "WRITE"])
+        .expect("pause");
+    let Written::Held(two) = write(&store, live_message(device, "two")).await else {
+        panic!("a message for an unreachable home is held");
+    };
+    let started = std::time::Instant::now();
+    let Written::Held(three) = write(&store, live_message(device, "three")).await else {
+        panic!("a message behind held ones is held");
+    };
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "held without trying eu"
+    );
+    assert_eq!(two.home, eu_code);
+    assert_eq!(two.to_string().parse::<HeldId>(), Ok(two));
+    assert_eq!(
+        store.held_status(three).await.expect("status"),
+        Some(HeldStatus::Held)
+    );
+
+    eu.command(&["CLIENT", "UNPAUSE"]).expect("unpause");
+    let mut handed = Vec::new();
+    for _ in 0..50 {
+        match store.hand_off(eu_code, 100, InboxLimits::default()).await {
+            Ok(moved) if moved.is_empty() => break,
+            Ok(moved) => handed.extend(moved),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    let handed_ids: Vec<HeldId> = handed.iter().map(|h| h.held).collect();
+    assert_eq!(handed_ids, vec![two, three]);
+    let inbox = store
+        .read_inbox(device, 0, 10, ringpush_store::now_ms())
+        .await
+        .expect("read inbox");
+    let texts: Vec<&[u8]> = inbox.iter().map(|m| m.payload.as_slice()).collect();
+    assert_eq!(
+        texts,
+        vec![&b"one"[..], b"two", b"three"],
+        "each once, in order"
+    );
+    assert_eq!(
+        store.held_status(two).await.expect("status"),
+        Some(HeldStatus::HandedHome)
+    );
+    assert!(
+        !store
+            .holding([device])
+            .await
+            .expect("holding")
+            .holds(device),
+        "nothing held any more: the next message goes home directly"
+    );
+    assert!(matches!(
+        write(&store, live_message(device, "four")).await,
+        Written::Appended(_)
+    ));
 }

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use bytes::Bytes;
 use ringpush_protocol::MessageId;
-use ringpush_store::{AppRecord, MessageStatus, now_ms};
+use ringpush_store::{AppRecord, HeldId, HeldStatus, MessageStatus, now_ms};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
@@ -27,6 +27,10 @@ const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 pub struct SendResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_ids: Option<Vec<String>>,
+    /// The ids among `message_ids` of messages held in this region because their home
+    /// region did not answer; each is handed home and delivered when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,8 +40,9 @@ pub struct SendResponse {
 impl From<Sent> for SendResponse {
     fn from(sent: Sent) -> Self {
         match sent {
-            Sent::Unicast { message_ids } => Self {
+            Sent::Unicast { message_ids, held } => Self {
                 message_ids: Some(message_ids),
+                held: (!held.is_empty()).then_some(held),
                 message_id: None,
                 targeted: None,
             },
@@ -46,6 +51,7 @@ impl From<Sent> for SendResponse {
                 targeted,
             } => Self {
                 message_ids: None,
+                held: None,
                 message_id: Some(message_id),
                 targeted: Some(targeted),
             },
@@ -145,6 +151,9 @@ pub(crate) async fn message_status(
             status,
         }));
     }
+    if let Ok(held) = message_id.parse::<HeldId>() {
+        return held_message_status(&state, &app, held).await.map(Json);
+    }
     let id: MessageId = message_id.parse().map_err(|_| unknown())?;
     match state.store.device(id.device).await? {
         Some(device) if device.app == app.id => {}
@@ -162,6 +171,35 @@ pub(crate) async fn message_status(
         audience: None,
         status,
     }))
+}
+
+/// The status of a message held in some region for its unreachable home.
+async fn held_message_status(
+    state: &ControllerState,
+    app: &AppRecord,
+    held: HeldId,
+) -> Result<MessageStatusResponse, ApiError> {
+    let unknown = || ApiError::UnknownMessage(held.to_string());
+    let Some(regional) = &state.regional else {
+        return Err(unknown());
+    };
+    match state.check_devices_belong(app, &[held.device]).await {
+        Ok(()) => {}
+        Err(ApiError::UnknownDevices(_)) => return Err(unknown()),
+        Err(other) => return Err(other),
+    }
+    let status = match regional.held_status(held).await?.ok_or_else(unknown)? {
+        HeldStatus::Held => MessageStatus::Held,
+        HeldStatus::HandedHome => MessageStatus::HandedHome,
+        HeldStatus::Expired => MessageStatus::Expired,
+    };
+    Ok(MessageStatusResponse {
+        message_id: held.to_string(),
+        device_id: Some(held.device.to_string()),
+        seq: 0,
+        audience: None,
+        status,
+    })
 }
 
 /// `GET /v1/apps/{app_id}/messages/{message_id}/stats`: an audience message's statistics.
