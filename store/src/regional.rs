@@ -8,7 +8,8 @@
 //! - every store: apps and their keys, written to each region in turn, so that an app and
 //!   its keys are valid everywhere (a write fails, and says where it got to, while a region
 //!   is unreachable; reads stay local);
-//! - local store: connector leases (each region has its own ring), idempotency records,
+//! - local store: messages held for an unreachable home (hinted hand-off, [`HeldId`]),
+//!   connector leases (each region has its own ring), idempotency records,
 //!   timelines, statistics, campaigns and the portal's operators.
 //!
 //! Queries over an app's devices (aliases, the device walk, time zones) read every region.
