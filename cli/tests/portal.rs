@@ -319,6 +319,8 @@ async fn operators_run_campaigns_in_a_real_browser() {
     // The header line of the file is an alias nobody has: it reaches no device.
     assert_eq!(browser.text("#review-reach").await.unwrap(), "2");
     browser.click("form[action$='/edit'] button").await.unwrap();
+    // Wait for the edit page (reading before it loads found no #list: seen once).
+    browser.find("#list").await.unwrap();
     let kept = browser
         .execute("return document.getElementById('list').value;", &[])
         .await
