@@ -18,7 +18,6 @@ use metrics::counter;
 use ringpush_protocol::device::{ErrorCode, Push};
 use ringpush_protocol::internal::DeliveryOutcome;
 use ringpush_protocol::ws::close_code;
-use ringpush_protocol::{DeviceId, MessageId};
 use ringpush_store::StoredMessage;
 
 use crate::conn::{ConnState, MAX_HELD_PUSHES};
@@ -27,26 +26,6 @@ use crate::output::{busy_mut, trim_busy};
 use crate::shard::{DeliverBatch, Shard};
 
 /// The frame a device gets for a stored message.
-pub(crate) fn push_of(device: DeviceId, message: StoredMessage) -> Push {
-    let mut push = Push {
-        message_id: MessageId {
-            device,
-            seq: message.seq,
-        }
-        .to_string(),
-        seq: message.seq,
-        payload: message.payload,
-        content_type: message.content_type.mime().to_owned(),
-        created_at_ms: message.created_at_ms,
-        expires_at_ms: message.expires_at_ms,
-        stream: 0,
-        campaign_id: message.campaign_id.unwrap_or_default(),
-        ..Push::default()
-    };
-    message.options.apply_to(&mut push);
-    push
-}
-
 impl Shard {
     /// Writes a page read from the inbox, then reads on, or settles the held pushes.
     pub fn apply_page(&mut self, key: usize, page: Vec<StoredMessage>) {
@@ -58,7 +37,7 @@ impl Shard {
                 continue;
             }
             conn.last_sent_seq = message.seq;
-            self.queue_push(key, push_of(device, message));
+            self.queue_push(key, message.into_push(device));
         }
         self.flush();
         let Some(conn) = self

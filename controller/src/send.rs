@@ -5,11 +5,11 @@
 use std::collections::HashSet;
 
 use ringpush_audience::Audience;
+use ringpush_protocol::DeviceId;
 use ringpush_protocol::device::Push;
-use ringpush_protocol::{DeviceId, MessageId};
 use ringpush_store::{
-    AppRecord, Appended, Counter, Holding, NewMessage, NewTimelineEntry, StatIncrement, Written,
-    now_ms,
+    AppRecord, Appended, Counter, Holding, NewMessage, NewTimelineEntry, StatIncrement,
+    StoredMessage, Written, now_ms,
 };
 use sha2::Digest;
 
@@ -376,23 +376,17 @@ impl ControllerState {
 
 /// The live copy of a message now in its device's inbox under `seq`.
 pub(crate) fn outgoing_message(message: NewMessage, seq: u64) -> Outgoing {
-    let mut push = Push {
-        message_id: MessageId {
-            device: message.device,
-            seq,
-        }
-        .to_string(),
+    let device = message.device;
+    let stored = StoredMessage {
         seq,
         payload: message.payload,
-        content_type: message.content_type.mime().to_owned(),
+        content_type: message.content_type,
         created_at_ms: message.created_at_ms,
         expires_at_ms: message.expires_at_ms,
-        stream: 0,
-        campaign_id: message.campaign_id.unwrap_or_default(),
-        ..Push::default()
+        options: message.options,
+        campaign_id: message.campaign_id,
     };
-    message.options.apply_to(&mut push);
-    Outgoing::new(message.device, push)
+    Outgoing::new(device, stored.into_push(device))
 }
 
 fn appended_of(written: &Written) -> Option<&Appended> {

@@ -182,6 +182,29 @@ pub struct StoredMessage {
     pub campaign_id: Option<String>,
 }
 
+impl StoredMessage {
+    /// The frame that hands this message of `device` to the device (stream 0, its inbox).
+    pub fn into_push(self, device: DeviceId) -> ringpush_protocol::device::Push {
+        let mut push = ringpush_protocol::device::Push {
+            message_id: ringpush_protocol::MessageId {
+                device,
+                seq: self.seq,
+            }
+            .to_string(),
+            seq: self.seq,
+            payload: self.payload,
+            content_type: self.content_type.mime().to_owned(),
+            created_at_ms: self.created_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            stream: 0,
+            campaign_id: self.campaign_id.unwrap_or_default(),
+            ..Default::default()
+        };
+        self.options.apply_to(&mut push);
+        push
+    }
+}
+
 /// A device's inbox positions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InboxState {
