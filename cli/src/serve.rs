@@ -204,6 +204,7 @@ fn controller_config(settings: &Settings) -> ControllerConfig {
     let mut config = ControllerConfig::new(c.admin_token.clone());
     config.max_payload_bytes = c.max_payload_bytes;
     config.max_devices_per_request = c.max_devices_per_request;
+    config.device_token_lifetime_ms = (c.device_token_lifetime_seconds as i64).saturating_mul(1000);
     config.default_ttl_seconds = c.default_ttl_seconds;
     config.inbox.max_inbox_len = c.max_inbox_len;
     config.secure_cookies = c.secure_cookies;

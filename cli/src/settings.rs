@@ -53,6 +53,8 @@ pub struct ControllerSettings {
     pub admin_token: String,
     pub max_payload_bytes: usize,
     pub max_devices_per_request: usize,
+    /// How long a device token is valid; connectors renew it once half has passed.
+    pub device_token_lifetime_seconds: u64,
     pub default_ttl_seconds: u64,
     pub max_inbox_len: u32,
     /// How often the campaign scheduler looks for due firings.
@@ -127,6 +129,8 @@ impl Default for ControllerSettings {
             admin_token: String::new(),
             max_payload_bytes: ringpush_protocol::frame::DEFAULT_MAX_PAYLOAD_BYTES,
             max_devices_per_request: 1000,
+            device_token_lifetime_seconds: (ringpush_controller::DEFAULT_DEVICE_TOKEN_LIFETIME_MS
+                / 1000) as u64,
             default_ttl_seconds: 7 * 24 * 3600,
             max_inbox_len: 1000,
             scheduler_tick_ms: 1000,
@@ -227,6 +231,12 @@ impl Settings {
         }
         if connector.ping_interval_seconds == 0 {
             bail!("connector.ping_interval_seconds must be at least 1");
+        }
+        let lifetime = self.controller.device_token_lifetime_seconds;
+        if !(60..=10 * 365 * 24 * 3600).contains(&lifetime) {
+            bail!(
+                "controller.device_token_lifetime_seconds must be between 60 (a minute) and 315360000 (ten years), got {lifetime}"
+            );
         }
         if self.controller.scheduler_tick_ms < 10 || self.controller.campaign_lease_ms < 1000 {
             bail!(

@@ -29,6 +29,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::app_cache::AppCache;
 use crate::batcher::{self, Position};
 use crate::grpc::{DeliverService, MAX_DELIVER_REQUEST_BYTES};
 use crate::shard::{self, COMMAND_QUEUE, Command, Shard, Shared};
@@ -121,6 +122,7 @@ pub(crate) async fn start(
         attributes,
         stat_increments,
         audiences: AudienceCache::default(),
+        apps: AppCache::default(),
         stats,
         tasks: TaskTracker::new(),
         store_permits: Arc::new(Semaphore::new(MAX_STORE_CALLS)),

@@ -7,13 +7,13 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use metrics::histogram;
+use metrics::{counter, histogram};
 use mio::unix::SourceFd;
 use ringpush_audience::DeviceAttributes;
 use ringpush_protocol::device::{ErrorCode, ServerFrame, Welcome, server_frame};
 use ringpush_protocol::ws::close_code;
 use ringpush_protocol::{AppId, DeviceId, PROTOCOL_VERSION};
-use ringpush_store::{Store, StoreError, StoredMessage, now_ms, secret_hash};
+use ringpush_store::{Store, StoreError, StoredMessage, TokenRejection, now_ms};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::{SendError, TrySendError};
 
@@ -40,6 +40,8 @@ pub(crate) struct Authed {
     pub epoch: u64,
     pub app: AppId,
     pub registered_at_ms: i64,
+    /// A renewed device token, when half of the presented one's lifetime has passed.
+    pub renewed_token: Option<String>,
     /// What the registry holds for it (a device that reconnects without reporting them again
     /// still matches audiences).
     pub attributes: Option<DeviceAttributes>,
@@ -213,6 +215,7 @@ impl Shard {
                 max_frame_bytes: self.shared.config.max_frame_bytes as u32,
                 rewind_inbox_to: authed.rewind_inbox_to,
                 rewind_timeline_to: authed.rewind_timeline_to,
+                device_token: authed.renewed_token.unwrap_or_default(),
             })),
         };
         self.queue_frame(key, &welcome);
@@ -321,10 +324,9 @@ async fn check_hello(shared: &Shared, hello: &PendingHello) -> Result<Authed, (E
         let message = "no device with this id is registered";
         return Err((ErrorCode::UnknownDevice, message.to_owned()));
     };
-    if secret_hash(&hello.token) != record.token_hash {
-        let message = "the device token does not match the device id";
-        return Err((ErrorCode::Unauthenticated, message.to_owned()));
-    }
+    let renewed_token = check_token(shared, hello, record.app)
+        .await
+        .map_err(|error| error.map_store(unavailable))?;
     let epoch = store
         .set_presence(hello.device, id, now_ms())
         .await
@@ -350,6 +352,7 @@ async fn check_hello(shared: &Shared, hello: &PendingHello) -> Result<Authed, (E
     match answers.await {
         Ok((page, attributes, rewind_inbox_to, rewind_timeline_to)) => Ok(Authed {
             epoch,
+            renewed_token,
             app: record.app,
             registered_at_ms: record.created_at_ms,
             attributes,
@@ -360,6 +363,59 @@ async fn check_hello(shared: &Shared, hello: &PendingHello) -> Result<Authed, (E
         Err(error) => {
             let _ = store.clear_presence(hello.device, id, epoch).await;
             Err(unavailable(error))
+        }
+    }
+}
+
+/// Why a Hello's token was refused, or the store error that kept it from being checked.
+enum TokenCheckError {
+    Refused(String),
+    Store(StoreError),
+}
+
+impl TokenCheckError {
+    fn map_store(
+        self,
+        unavailable: impl FnOnce(StoreError) -> (ErrorCode, String),
+    ) -> (ErrorCode, String) {
+        match self {
+            Self::Refused(message) => (ErrorCode::Unauthenticated, message),
+            Self::Store(error) => unavailable(error),
+        }
+    }
+}
+
+/// Checks the Hello's token against the device's app (see `AppRecord::check_device_token`);
+/// answers a renewed token once half of the presented one's lifetime has passed.
+async fn check_token(
+    shared: &Shared,
+    hello: &PendingHello,
+    app: AppId,
+) -> Result<Option<String>, TokenCheckError> {
+    let store = shared.store.as_ref();
+    let now = now_ms();
+    let mut fresh = false;
+    loop {
+        let record = shared
+            .apps
+            .app(store, app, fresh)
+            .await
+            .map_err(TokenCheckError::Store)?
+            .ok_or_else(|| TokenCheckError::Refused("the device's app was deleted".into()))?;
+        match record.check_device_token(hello.device, &hello.token, now) {
+            Ok(token) => {
+                let half_gone = now >= token.issued_at_ms + token.lifetime_ms() / 2;
+                return Ok(half_gone
+                    .then(|| record.issue_device_token(hello.device, now, token.lifetime_ms()))
+                    .flatten());
+            }
+            // A key created since the app was cached: read it again once.
+            Err(TokenRejection::UnknownKey) if !fresh => fresh = true,
+            Err(rejection) => {
+                counter!("ringpush_connector_tokens_refused_total", "reason" => rejection.label())
+                    .increment(1);
+                return Err(TokenCheckError::Refused(rejection.to_string()));
+            }
         }
     }
 }

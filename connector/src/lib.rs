@@ -43,6 +43,7 @@
 //! or the metrics exporter (the binary installs it).
 
 mod accept;
+mod app_cache;
 mod batcher;
 mod broadcast;
 mod catchup;
@@ -62,6 +63,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use app_cache::APP_CACHE_TTL;
 use ringpush_protocol::frame::{DEFAULT_MAX_PAYLOAD_BYTES, FRAME_OVERHEAD_BYTES};
 use ringpush_store::Store;
 use ringpush_store::membership::MembershipConfig;

@@ -30,6 +30,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::app_cache::AppCache;
 use crate::broadcast::{BroadcastJob, BroadcastScan};
 use crate::conn::{Conn, ConnState};
 use crate::hello::{HelloDone, PendingHello, ReadDone};
@@ -68,6 +69,8 @@ pub(crate) struct Shared {
     pub stat_increments: mpsc::Sender<StatIncrement>,
     /// Timeline entries' audiences, parsed once for every catch-up.
     pub audiences: AudienceCache,
+    /// Apps, for their token-signing keys.
+    pub apps: AppCache,
     pub stats: Arc<ConnectorStats>,
     /// Every background task (store work, presence clean-up), so the drain can wait for them.
     pub tasks: TaskTracker,

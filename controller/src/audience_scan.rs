@@ -86,7 +86,6 @@ mod tests {
             let record = DeviceRecord {
                 id: device,
                 app,
-                token_hash: [0; 32],
                 created_at_ms: 0,
             };
             store.create_device(&record).await.unwrap();

@@ -209,6 +209,8 @@ impl Credentials {
                 needed: "server key",
                 given: "client key",
             }),
+            // `live_key` never answers one: nothing presents a token-signing key.
+            (KeyKind::TokenSigning, _) => Err(ApiError::InvalidCredentials("app")),
         }
     }
 }

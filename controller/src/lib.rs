@@ -72,7 +72,14 @@ pub struct ControllerConfig {
     /// The region whose code devices registered here carry (their home); `None` in a
     /// single-region deployment (ids carry no meaningful region).
     pub region: Option<ringpush_protocol::RegionCode>,
+    /// How long a device token is valid. A connector renews a device's token in its Welcome
+    /// once half of this has passed, so a device that connects now and then never sees one
+    /// expire; a device away longer registers again.
+    pub device_token_lifetime_ms: i64,
 }
+
+/// Default lifetime of a device token: 90 days.
+pub const DEFAULT_DEVICE_TOKEN_LIFETIME_MS: i64 = 90 * 24 * 3600 * 1000;
 
 impl ControllerConfig {
     /// Defaults around the given admin token.
@@ -87,6 +94,7 @@ impl ControllerConfig {
             delivery: DeliveryConfig::default(),
             secure_cookies: false,
             region: None,
+            device_token_lifetime_ms: DEFAULT_DEVICE_TOKEN_LIFETIME_MS,
         }
     }
 }

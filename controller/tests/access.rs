@@ -391,7 +391,8 @@ async fn keys_are_shown_once_and_stop_working_when_revoked() {
 
     let listed = api.call("GET", &keys, Api::admin(), None).await;
     let listed_text = listed.body.to_string();
-    assert_eq!(listed.body["keys"].as_array().unwrap().len(), 3);
+    // The server and client keys, the token-signing key, and the new one.
+    assert_eq!(listed.body["keys"].as_array().unwrap().len(), 4);
     assert!(
         !listed_text.contains(secret),
         "a listing never shows secrets"
@@ -583,7 +584,94 @@ async fn a_server_key_does_only_what_its_scopes_allow() {
         [
             &json!(["send", "read_stats", "manage_devices"]),
             &json!([]),
+            &json!([]),
             &json!(["read_stats"])
         ]
     );
+}
+
+#[tokio::test]
+async fn device_tokens_are_signed_by_the_newest_live_token_signing_key() {
+    let api = Api::new();
+    let app = api.app().await;
+    let app_id = app["app_id"].as_str().unwrap();
+    let keys = format!("/v1/apps/{app_id}/keys");
+    let devices = format!("/v1/apps/{app_id}/devices");
+    let client = As {
+        bearer: app["client_key"].as_str(),
+        ..As::default()
+    };
+    let key_of = |token: &str| token.split('.').nth(1).unwrap().to_owned();
+    let listed = api.call("GET", &keys, Api::admin(), None).await;
+    let first = listed.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["kind"] == "token_signing")
+        .expect("an app is created with a token-signing key")["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let registered = api.call("POST", &devices, client.clone(), None).await;
+    let token = registered.body["device_token"].as_str().unwrap();
+    assert!(token.starts_with("dt1."), "{token}");
+    assert_eq!(key_of(token), first);
+
+    let with_scopes = json!({ "kind": "token_signing", "scopes": ["send"] });
+    let refused = api
+        .call("POST", &keys, Api::admin(), Some(with_scopes))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let rotated = api
+        .call(
+            "POST",
+            &keys,
+            Api::admin(),
+            Some(json!({ "kind": "token_signing" })),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::CREATED, "{}", rotated.body);
+    assert!(
+        rotated.body.get("key").is_none(),
+        "its secret is never shown: {}",
+        rotated.body
+    );
+    let second = rotated.body["key_id"].as_str().unwrap();
+    let registered = api.call("POST", &devices, client.clone(), None).await;
+    assert_eq!(
+        key_of(registered.body["device_token"].as_str().unwrap()),
+        second
+    );
+
+    // Revoking the newest key: the one before signs again; revoking every key: a new one.
+    let revoke = |id: &str| format!("{keys}/{id}/revoke");
+    assert_eq!(
+        api.call("POST", &revoke(second), Api::admin(), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let registered = api.call("POST", &devices, client.clone(), None).await;
+    assert_eq!(
+        key_of(registered.body["device_token"].as_str().unwrap()),
+        first
+    );
+    assert_eq!(
+        api.call("POST", &revoke(&first), Api::admin(), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let registered = api.call("POST", &devices, client.clone(), None).await;
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{}",
+        registered.body
+    );
+    let third = key_of(registered.body["device_token"].as_str().unwrap());
+    assert!(third != first && third != second, "{third}");
+    // A token-signing key is no credential.
+    let listed = api.call("GET", &keys, Api::admin(), None).await;
+    assert_eq!(listed.body["keys"].as_array().unwrap().len(), 5);
 }

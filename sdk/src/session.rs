@@ -348,6 +348,9 @@ impl ConnectionTask {
                     "connected"
                 );
                 self.remember_connector(url).await;
+                if !welcome.device_token.is_empty() {
+                    self.keep_renewed_token(welcome.device_token).await;
+                }
                 // The attributes first: audiences are matched against them from now on.
                 if let Err(reason) = self.sync_attributes(socket, live.send_limit).await {
                     return Some(SessionEnd::Lost { reason });

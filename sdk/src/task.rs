@@ -229,6 +229,22 @@ impl ConnectionTask {
         }
     }
 
+    /// Keeps the renewed device token a Welcome carried: used from the next Hello on, and
+    /// saved (the old token stays valid until it expires, so a failed save loses nothing).
+    pub(crate) async fn keep_renewed_token(&mut self, token: String) {
+        self.identity.device_token = token.clone();
+        let saved = self
+            .state
+            .update(move |state| state.identity.device_token = token)
+            .await;
+        match saved {
+            Ok(()) => tracing::info!(device_id = %self.identity.device_id, "device token renewed"),
+            Err(error) => {
+                tracing::warn!(device_id = %self.identity.device_id, %error, "could not save the renewed device token");
+            }
+        }
+    }
+
     /// Forgets a connector that could not be reached, so that the next start asks the dispatcher.
     async fn forget_connector(&self) {
         let saved = self.state.update(|state| state.connector_url = None).await;

@@ -438,3 +438,50 @@ async fn an_unreachable_dispatcher_is_passed_over_for_the_next_one() {
     assert!(stats.dispatcher_lookups >= 2, "{stats:?}");
     client.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_past_half_its_life_is_renewed_and_saved() {
+    init_logs();
+    let cluster = Cluster::start().await;
+    let mut identity = cluster.new_device().await;
+    let device = identity.device_id;
+    let now = ringpush_store::now_ms();
+    let (hour, old_issue) = (3_600_000, now - 40 * 60_000);
+    identity.device_token = ringpush_protocol::token::DeviceToken::sign(
+        device,
+        "tokens",
+        &common::TOKEN_SECRET,
+        old_issue,
+        old_issue + hour,
+    );
+    let old_token = identity.device_token.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("device.json");
+    let mut client = Client::start(
+        cluster
+            .config()
+            .with_identity(identity)
+            .with_state_file(&path),
+    )
+    .await
+    .unwrap();
+    cluster.send(device, &texts("m", 1)).await;
+    assert_eq!(take(&mut client, 1).await, expected(1..=1, "m"));
+    let saved = eventually("the renewed token to be saved", || async {
+        let saved = state::load(&path).unwrap().unwrap().identity.device_token;
+        (saved != old_token).then_some(saved)
+    })
+    .await;
+    let renewed = ringpush_protocol::token::DeviceToken::parse(&saved).expect("a token");
+    assert!(renewed.verify(device, &common::TOKEN_SECRET));
+    assert!(renewed.issued_at_ms >= now && renewed.lifetime_ms() == hour);
+    client.close().await;
+
+    // The next start uses the renewed token.
+    let mut again = Client::start(cluster.config().with_state_file(&path))
+        .await
+        .unwrap();
+    cluster.send(device, &texts("n", 1)).await;
+    assert_eq!(take(&mut again, 1).await, vec![(2, "n-0".to_owned())]);
+    again.close().await;
+}

@@ -1,5 +1,6 @@
 //! The records the store keeps and answers.
 
+use ringpush_protocol::token::DeviceToken;
 use ringpush_protocol::{AppId, DeviceId};
 use serde::{Deserialize, Serialize};
 
@@ -17,12 +18,92 @@ pub struct AppRecord {
 }
 
 impl AppRecord {
-    /// The unrevoked key with this hash, if the app has one.
+    /// The unrevoked server or client key with this hash, if the app has one.
     pub fn live_key(&self, hash: &[u8; 32]) -> Option<&AppKey> {
+        self.keys.iter().find(|key| {
+            key.kind != KeyKind::TokenSigning && key.revoked_at_ms.is_none() && key.hash == *hash
+        })
+    }
+
+    /// The key that signs new device tokens: the newest unrevoked token-signing key.
+    pub fn token_signing_key(&self) -> Option<&AppKey> {
         self.keys
             .iter()
-            .find(|key| key.revoked_at_ms.is_none() && key.hash == *hash)
+            .filter(|key| key.kind == KeyKind::TokenSigning && key.revoked_at_ms.is_none())
+            .max_by_key(|key| key.created_at_ms)
     }
+
+    /// A device token for `device`, signed by [`Self::token_signing_key`], valid from `now_ms`
+    /// for `lifetime_ms`; `None` if the app has no live token-signing key.
+    pub fn issue_device_token(
+        &self,
+        device: DeviceId,
+        now_ms: i64,
+        lifetime_ms: i64,
+    ) -> Option<String> {
+        let key = self.token_signing_key()?;
+        Some(DeviceToken::sign(
+            device,
+            &key.id,
+            &key.hash,
+            now_ms,
+            now_ms.saturating_add(lifetime_ms.max(1)),
+        ))
+    }
+
+    /// Checks the token a device presents: well formed, signed for `device` by a live
+    /// token-signing key of this app, not expired at `now_ms`. Answers the parsed token.
+    pub fn check_device_token<'t>(
+        &self,
+        device: DeviceId,
+        text: &'t str,
+        now_ms: i64,
+    ) -> Result<DeviceToken<'t>, TokenRejection> {
+        let token = DeviceToken::parse(text).map_err(|_| TokenRejection::Malformed)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|key| key.kind == KeyKind::TokenSigning && key.id == token.key_id)
+            .ok_or(TokenRejection::UnknownKey)?;
+        if !token.verify(device, &key.hash) {
+            return Err(TokenRejection::BadSignature);
+        }
+        if key.revoked_at_ms.is_some() {
+            return Err(TokenRejection::KeyRevoked);
+        }
+        if token.expires_at_ms <= now_ms {
+            return Err(TokenRejection::Expired);
+        }
+        Ok(token)
+    }
+}
+
+impl TokenRejection {
+    /// A short name, for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::UnknownKey => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::KeyRevoked => "key_revoked",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// Why a device token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRejection {
+    #[error("the device token is malformed")]
+    Malformed,
+    #[error("the device token names no token-signing key of the device's app")]
+    UnknownKey,
+    #[error("the device token is not signed for this device")]
+    BadSignature,
+    #[error("the key that signed the device token was revoked: register the device again")]
+    KeyRevoked,
+    #[error("the device token expired: register the device again")]
+    Expired,
 }
 
 /// Which kind of credential a key is.
@@ -33,6 +114,9 @@ pub enum KeyKind {
     Server,
     /// Registers devices: shipped inside the app.
     Client,
+    /// Signs device tokens; nobody presents it. Revoking it ends every token it signed.
+    #[serde(rename = "token_signing")]
+    TokenSigning,
 }
 
 impl KeyKind {
@@ -41,6 +125,7 @@ impl KeyKind {
         match self {
             Self::Server => "server",
             Self::Client => "client",
+            Self::TokenSigning => "token_signing",
         }
     }
 }
@@ -51,7 +136,9 @@ pub struct AppKey {
     /// Chosen by the caller: `[A-Za-z0-9_-]`, at most 40 characters, unique in its app.
     pub id: String,
     pub kind: KeyKind,
-    /// SHA-256 of the key (see [`crate::secret_hash`]).
+    /// SHA-256 of a server or client key (see [`crate::secret_hash`]). Of a token-signing
+    /// key, its HMAC secret itself: the store must hold it so that every process can check
+    /// tokens, and nothing presents it.
     pub hash: [u8; 32],
     pub created_at_ms: i64,
     /// When the key was revoked; a revoked key no longer authenticates, and stays listed.
@@ -97,13 +184,12 @@ impl KeyScope {
     }
 }
 
-/// A registered device.
+/// A registered device. Its tokens are signed by its app's token-signing keys, so the
+/// record holds no secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRecord {
     pub id: DeviceId,
     pub app: AppId,
-    /// SHA-256 of the device token.
-    pub token_hash: [u8; 32],
     pub created_at_ms: i64,
 }
 
@@ -282,5 +368,86 @@ mod tests {
         assert_eq!(KeyKind::Client.as_str(), "client");
         let json = serde_json::to_string(&KeyKind::Client).unwrap();
         assert_eq!(json, "\"client\"");
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    fn signing_key(id: &str, created_at_ms: i64) -> AppKey {
+        AppKey {
+            id: id.to_owned(),
+            kind: KeyKind::TokenSigning,
+            hash: rand::random(),
+            created_at_ms,
+            revoked_at_ms: None,
+            scopes: Vec::new(),
+        }
+    }
+
+    fn app(keys: Vec<AppKey>) -> AppRecord {
+        AppRecord {
+            id: AppId(1),
+            name: "tokens".into(),
+            keys,
+            created_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn the_newest_live_key_signs_and_every_unrevoked_key_is_accepted() {
+        let (device, other) = (DeviceId(10), DeviceId(11));
+        let mut app = app(vec![signing_key("tk_old", 1), signing_key("tk_new", 2)]);
+        let token = app
+            .issue_device_token(device, 1_000, 60_000)
+            .expect("a key");
+        assert!(token.starts_with("dt1.tk_new."), "{token}");
+        let checked = app
+            .check_device_token(device, &token, 2_000)
+            .expect("valid");
+        assert_eq!(checked.expires_at_ms, 61_000);
+        assert_eq!(
+            app.check_device_token(other, &token, 2_000),
+            Err(TokenRejection::BadSignature)
+        );
+        assert_eq!(
+            app.check_device_token(device, &token, 61_000),
+            Err(TokenRejection::Expired)
+        );
+        // Rotation: revoking the signing key ends its tokens, and the older key signs.
+        app.keys[1].revoked_at_ms = Some(3_000);
+        assert_eq!(
+            app.check_device_token(device, &token, 4_000),
+            Err(TokenRejection::KeyRevoked)
+        );
+        let renewed = app
+            .issue_device_token(device, 4_000, 60_000)
+            .expect("a key");
+        assert!(renewed.starts_with("dt1.tk_old."), "{renewed}");
+        assert!(app.check_device_token(device, &renewed, 5_000).is_ok());
+        app.keys[0].revoked_at_ms = Some(6_000);
+        assert_eq!(app.issue_device_token(device, 7_000, 60_000), None);
+    }
+
+    #[test]
+    fn a_token_of_another_app_or_no_token_is_refused() {
+        let device = DeviceId(10);
+        let ours = app(vec![signing_key("tk_1", 1)]);
+        let theirs = app(vec![signing_key("tk_1", 1)]);
+        let token = theirs.issue_device_token(device, 0, 60_000).expect("a key");
+        assert_eq!(
+            ours.check_device_token(device, &token, 1),
+            Err(TokenRejection::BadSignature)
+        );
+        assert_eq!(
+            ours.check_device_token(device, "dt_legacy", 1),
+            Err(TokenRejection::Malformed)
+        );
+        let unknown = DeviceToken::sign(device, "tk_2", &[0; 32], 0, 60_000);
+        assert_eq!(
+            ours.check_device_token(device, &unknown, 1),
+            Err(TokenRejection::UnknownKey)
+        );
     }
 }

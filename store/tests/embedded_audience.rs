@@ -5,7 +5,7 @@ use ringpush_audience::DeviceAttributes;
 use ringpush_protocol::{AppId, DeviceId};
 use ringpush_store::{
     ContentType, Counter, DeviceRecord, EmbeddedStore, NewTimelineEntry, StatIncrement, Store,
-    now_ms, secret_hash,
+    now_ms,
 };
 
 fn entry(message_id: &str) -> NewTimelineEntry {
@@ -30,7 +30,6 @@ async fn registry_timeline_and_stats_survive_close_and_reopen() {
     let device = DeviceRecord {
         id: DeviceId::random(),
         app,
-        token_hash: secret_hash("t"),
         created_at_ms: now_ms(),
     };
     let attributes = DeviceAttributes {

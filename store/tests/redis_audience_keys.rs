@@ -7,7 +7,7 @@ use ringpush_audience::DeviceAttributes;
 use ringpush_protocol::{AppId, DeviceId};
 use ringpush_store::{
     ContentType, Counter, DeviceRecord, NewTimelineEntry, RedisStore, STATS_TTL_MS, StatIncrement,
-    Store, StoreError, now_ms, secret_hash,
+    Store, StoreError, now_ms,
 };
 use ringpush_testkit::RedisServer;
 
@@ -138,7 +138,6 @@ async fn registry_keys_hold_what_the_table_says() {
     let device = DeviceRecord {
         id: DeviceId::random(),
         app,
-        token_hash: secret_hash("token"),
         created_at_ms: now_ms(),
     };
     store.create_device(&device).await.expect("create");

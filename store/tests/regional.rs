@@ -8,7 +8,7 @@ use ringpush_audience::DeviceAttributes;
 use ringpush_protocol::{AppId, DeviceId, RegionCode};
 use ringpush_store::{
     AppRecord, DeviceRecord, EmbeddedStore, HeldId, HeldStatus, InboxLimits, NewMessage, Region,
-    RegionalStore, Store, Written, secret_hash,
+    RegionalStore, Store, Written,
 };
 
 const NOW: i64 = 1_700_000_000_000;
@@ -58,7 +58,6 @@ async fn register(store: &RegionalStore, app: AppId, region: u8) -> DeviceId {
         .create_device(&DeviceRecord {
             id: device,
             app,
-            token_hash: secret_hash("t"),
             created_at_ms: NOW,
         })
         .await

@@ -28,6 +28,20 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
+/// The secret of the test app's token-signing key `tokens`.
+pub const TOKEN_SECRET: [u8; 32] = [42; 32];
+
+/// A device token for `device` signed by the test app's key, valid for an hour.
+pub fn sign_token(device: ringpush_protocol::DeviceId) -> String {
+    ringpush_protocol::token::DeviceToken::sign(
+        device,
+        "tokens",
+        &TOKEN_SECRET,
+        now_ms(),
+        now_ms() + 3_600_000,
+    )
+}
+
 /// How long any wait in a test may take before it fails (never a speed assertion).
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -68,6 +82,14 @@ impl Env {
                         revoked_at_ms: None,
                         scopes: ringpush_store::KeyScope::all(),
                     },
+                    AppKey {
+                        id: "tokens".to_owned(),
+                        kind: KeyKind::TokenSigning,
+                        hash: TOKEN_SECRET,
+                        created_at_ms: now_ms(),
+                        revoked_at_ms: None,
+                        scopes: Vec::new(),
+                    },
                 ],
                 created_at_ms: now_ms(),
             })
@@ -82,12 +104,11 @@ impl Env {
 
     /// Registers `device` with a fresh token.
     pub async fn register(&self, device: DeviceId) -> String {
-        let token = format!("token-{device}");
+        let token = sign_token(device);
         self.store
             .create_device(&DeviceRecord {
                 id: device,
                 app: self.app,
-                token_hash: secret_hash(&token),
                 created_at_ms: now_ms(),
             })
             .await

@@ -9,7 +9,7 @@ use ringpush_protocol::AppId;
 use ringpush_store::{AppRecord, KeyKind, KeyScope, StoreError, now_ms};
 use serde::{Deserialize, Serialize};
 
-use super::keys::new_key;
+use super::keys::{new_key, new_signing_key};
 use super::parse_json;
 use crate::ControllerState;
 use crate::auth::{Credentials, load_app};
@@ -51,10 +51,11 @@ pub(crate) async fn create_app(
         let now = now_ms();
         let (server, server_key) = new_key(KeyKind::Server, KeyScope::all(), now);
         let (client, client_key) = new_key(KeyKind::Client, Vec::new(), now);
+        let signing = new_signing_key(now);
         let app = AppRecord {
             id: AppId::random(),
             name: name.clone(),
-            keys: vec![server.clone(), client.clone()],
+            keys: vec![server.clone(), client.clone(), signing],
             created_at_ms: now,
         };
         match state.store.create_app(&app).await {

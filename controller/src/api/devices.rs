@@ -4,12 +4,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use ringpush_protocol::DeviceId;
-use ringpush_store::{DeviceRecord, StoreError, now_ms, secret_hash};
+use ringpush_store::{AppRecord, DeviceRecord, StoreError, now_ms};
 use serde::{Deserialize, Serialize};
 
-use super::random_secret;
+use super::keys::new_signing_key;
 use crate::ControllerState;
-use crate::auth::{Access, Credentials};
+use crate::auth::{Access, Credentials, load_app};
 use crate::error::ApiError;
 
 /// The answer to a registration: the device's identity, to be kept by the device.
@@ -27,17 +27,23 @@ pub(crate) async fn register_device(
     let app = credentials
         .app(&state, &app_id, Access::RegisterDevices)
         .await?;
+    let app = with_signing_key(&state, app).await?;
     loop {
-        let token = random_secret("dt_");
         let device = DeviceRecord {
             id: match state.config.region {
                 Some(home) => DeviceId::random_in(home),
                 None => DeviceId::random(),
             },
             app: app.id,
-            token_hash: secret_hash(&token),
             created_at_ms: now_ms(),
         };
+        let token = app
+            .issue_device_token(
+                device.id,
+                device.created_at_ms,
+                state.config.device_token_lifetime_ms,
+            )
+            .expect("with_signing_key gave the app a live signing key");
         match state.store.create_device(&device).await {
             Ok(()) => {
                 metrics::counter!("ringpush_controller_devices_registered_total").increment(1);
@@ -52,6 +58,29 @@ pub(crate) async fn register_device(
             Err(error) => return Err(error.into()),
         }
     }
+}
+
+/// The app, with a live token-signing key: an app whose signing keys were all revoked, or
+/// that was created before device tokens were signed, is given one here.
+async fn with_signing_key(state: &ControllerState, app: AppRecord) -> Result<AppRecord, ApiError> {
+    if app.token_signing_key().is_some() {
+        return Ok(app);
+    }
+    let key = new_signing_key(now_ms());
+    match state.store.add_app_key(app.id, &key).await {
+        Ok(true) => tracing::info!(app_id = %app.id, key_id = %key.id, "token-signing key created"),
+        Ok(false) => return Err(ApiError::UnknownApp(app.id.to_string())),
+        // 48 random bits of id collided; the app is read again below either way.
+        Err(StoreError::AlreadyExists(_)) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let app = load_app(state, &app.id.to_string()).await?;
+    if app.token_signing_key().is_none() {
+        return Err(ApiError::Unavailable(
+            "the app's token-signing key could not be created; retry".into(),
+        ));
+    }
+    Ok(app)
 }
 
 /// The answer to `GET /v1/apps/{app_id}/devices/{device_id}`.

@@ -1,6 +1,10 @@
-//! `/v1/apps/{app}/keys`: an app's API keys (admin only): list them (never the secrets),
-//! create one, a server key with some or all scopes (its secret is answered once), revoke one (it stops working at once on every
-//! controller: each request reads the app's keys from the store).
+//! `/v1/apps/{app}/keys`: an app's keys (admin only): list them (never the secrets), create
+//! one (a server key with some or all scopes, or a client key: its secret is answered once;
+//! or a token-signing key, which then signs every new device token and whose secret is
+//! never shown), revoke one. A revoked server or client key stops working at once on every
+//! controller (each request reads the app's keys from the store); a revoked token-signing
+//! key ends every device token it signed on every connector within
+//! `ringpush_connector::APP_CACHE_TTL` (devices then register again).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -14,22 +18,37 @@ use crate::ControllerState;
 use crate::auth::{Credentials, load_app};
 use crate::error::ApiError;
 
-/// A new key of `kind` with `scopes`: its record (with the secret's hash) and the secret.
+/// A new server or client key with `scopes`: its record (with the secret's hash) and the
+/// secret, to show once.
 pub(crate) fn new_key(kind: KeyKind, scopes: Vec<KeyScope>, now_ms: i64) -> (AppKey, String) {
-    let secret = match kind {
-        KeyKind::Server => random_secret("sk_"),
-        KeyKind::Client => random_secret("ck_"),
+    debug_assert_ne!(kind, KeyKind::TokenSigning, "see new_signing_key");
+    let prefix = if kind == KeyKind::Server {
+        "sk_"
+    } else {
+        "ck_"
     };
+    let secret = random_secret(prefix);
+    (
+        key_record(kind, secret_hash(&secret), scopes, now_ms),
+        secret,
+    )
+}
+
+/// A new token-signing key: its record holds its secret, which is never shown.
+pub(crate) fn new_signing_key(now_ms: i64) -> AppKey {
+    key_record(KeyKind::TokenSigning, rand::random(), Vec::new(), now_ms)
+}
+
+fn key_record(kind: KeyKind, hash: [u8; 32], scopes: Vec<KeyScope>, now_ms: i64) -> AppKey {
     let id_bytes: [u8; 6] = rand::random();
-    let key = AppKey {
+    AppKey {
         id: format!("key_{}", hex::encode(id_bytes)),
         kind,
-        hash: secret_hash(&secret),
+        hash,
         created_at_ms: now_ms,
         revoked_at_ms: None,
         scopes,
-    };
-    (key, secret)
+    }
 }
 
 /// A key as listed.
@@ -52,7 +71,7 @@ impl From<&AppKey> for KeyView {
             revoked_at_ms: key.revoked_at_ms,
             scopes: match key.kind {
                 KeyKind::Server => key.scopes.clone(),
-                KeyKind::Client => Vec::new(),
+                KeyKind::Client | KeyKind::TokenSigning => Vec::new(),
             },
         }
     }
@@ -84,12 +103,14 @@ struct CreateKey {
     scopes: Option<Vec<KeyScope>>,
 }
 
-/// The answer to `POST .../keys`: the only time the secret is shown.
+/// The answer to `POST .../keys`: the only time the secret is shown (a token-signing key
+/// has none to show).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CreatedKey {
     pub key_id: String,
     pub kind: KeyKind,
-    pub key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     pub created_at_ms: i64,
     pub scopes: Vec<KeyScope>,
 }
@@ -116,15 +137,26 @@ pub(crate) async fn create_key(
             }
             scopes
         }
-        (KeyKind::Client, None) => Vec::new(),
+        (KeyKind::Client | KeyKind::TokenSigning, None) => Vec::new(),
         (KeyKind::Client, Some(_)) => {
             return Err(ApiError::InvalidRequest(
                 "client keys have no scopes: they only register devices".into(),
             ));
         }
+        (KeyKind::TokenSigning, Some(_)) => {
+            return Err(ApiError::InvalidRequest(
+                "token-signing keys have no scopes: they only sign device tokens".into(),
+            ));
+        }
     };
     loop {
-        let (key, secret) = new_key(request.kind, scopes.clone(), now_ms());
+        let (key, secret) = match request.kind {
+            KeyKind::TokenSigning => (new_signing_key(now_ms()), None),
+            kind => {
+                let (key, secret) = new_key(kind, scopes.clone(), now_ms());
+                (key, Some(secret))
+            }
+        };
         match state.store.add_app_key(app.id, &key).await {
             Ok(true) => {
                 tracing::info!(app_id = %app.id, key_id = %key.id, kind = key.kind.as_str(), "key created");

@@ -21,6 +21,20 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// The secret of the test app's token-signing key `tokens`.
+pub const TOKEN_SECRET: [u8; 32] = [42; 32];
+
+/// A device token for `device` signed by the test app's key, valid for an hour.
+pub fn sign_token(device: ringpush_protocol::DeviceId) -> String {
+    ringpush_protocol::token::DeviceToken::sign(
+        device,
+        "tokens",
+        &TOKEN_SECRET,
+        now_ms(),
+        now_ms() + 3_600_000,
+    )
+}
+
 /// The longest any step may take before the test fails instead of hanging.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -83,6 +97,14 @@ impl Cluster {
                         created_at_ms: now_ms(),
                         revoked_at_ms: None,
                         scopes: ringpush_store::KeyScope::all(),
+                    },
+                    AppKey {
+                        id: "tokens".to_owned(),
+                        kind: KeyKind::TokenSigning,
+                        hash: TOKEN_SECRET,
+                        created_at_ms: now_ms(),
+                        revoked_at_ms: None,
+                        scopes: Vec::new(),
                     },
                 ],
                 created_at_ms: now_ms(),
@@ -207,17 +229,16 @@ impl Cluster {
 
     /// A device registered straight in the store (no controller involved).
     pub async fn new_device(&self) -> Identity {
-        let device_token = format!("token-{}", DeviceId::random());
+        let device_id = DeviceId::random();
         let identity = Identity {
             app_id: self.app,
-            device_id: DeviceId::random(),
-            device_token,
+            device_id,
+            device_token: sign_token(device_id),
         };
         self.store
             .create_device(&DeviceRecord {
                 id: identity.device_id,
                 app: self.app,
-                token_hash: secret_hash(&identity.device_token),
                 created_at_ms: now_ms(),
             })
             .await

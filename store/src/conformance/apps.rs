@@ -107,10 +107,19 @@ pub async fn app_keys_are_added_once_in_creation_order(store: &dyn Store) {
     assert!(store.add_app_key(app.id, &rotated).await.expect("add key"));
     let later = key("key_0", KeyKind::Client, now + 2_000);
     assert!(store.add_app_key(app.id, &later).await.expect("add key"));
+    let signing = key("tk_0", KeyKind::TokenSigning, now + 2_500);
+    assert!(store.add_app_key(app.id, &signing).await.expect("add key"));
     let stored = read(store, app.id).await;
-    assert_eq!(key_ids(&stored), ["server", "client", "key_1", "key_0"]);
+    assert_eq!(
+        key_ids(&stored),
+        ["server", "client", "key_1", "key_0", "tk_0"]
+    );
     assert_eq!(stored.keys[2], rotated);
     assert_eq!(stored.live_key(&rotated.hash), Some(&rotated));
+    // A token-signing key keeps its secret, and never authenticates a caller.
+    assert_eq!(stored.keys[4], signing);
+    assert_eq!(stored.token_signing_key(), Some(&signing));
+    assert_eq!(stored.live_key(&signing.hash), None);
     // The old keys still work beside the new ones.
     assert_eq!(stored.live_key(&app.keys[0].hash), Some(&app.keys[0]));
     // An id is taken for good, whatever the new key's hash or kind.

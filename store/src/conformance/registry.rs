@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use ringpush_audience::DeviceAttributes;
 use ringpush_protocol::{AppId, DeviceId};
 
-use crate::{DeviceRecord, Store, now_ms, secret_hash};
+use crate::{DeviceRecord, Store, now_ms};
 
 fn with(alias: Option<&str>, timezone: Option<&str>) -> DeviceAttributes {
     DeviceAttributes {
@@ -42,7 +42,6 @@ async fn register(store: &dyn Store, app: AppId) -> DeviceId {
     let device = DeviceRecord {
         id: DeviceId::random(),
         app,
-        token_hash: secret_hash("token"),
         created_at_ms: now_ms(),
     };
     store.create_device(&device).await.expect("create device");

@@ -6,7 +6,7 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `apps` | app id (8) | JSON of `AppRecord` (name, created_at, keys in creation order with kind, hash as 32 numbers, created and revoked times) |
-//! | `devices` | device id (16) | app id (8), token hash (32), created_at (8) |
+//! | `devices` | device id (16) | app id (8), 32 bytes unused (zeros; held a token hash before tokens were signed), created_at (8) |
 //! | `positions` | device id (16) | last seq, delivered, acked, inbox rows (8 each) |
 //! | `inbox` | device id (16) ++ seq (8) | the entry body of `crate::inbox_record` |
 //! | `idempotency` | scope (1: `m` append marker, `r` request) ++ device or app id ++ key | expires_at (8) ++ seq (8) or fingerprint (32) |
@@ -141,7 +141,6 @@ pub(super) fn decode_legacy_app(id: AppId, value: &[u8]) -> Option<AppRecord> {
 pub(super) fn encode_device(device: &DeviceRecord) -> [u8; 48] {
     let mut value = [0; 48];
     value[..8].copy_from_slice(&device.app.0.to_be_bytes());
-    value[8..40].copy_from_slice(&device.token_hash);
     value[40..].copy_from_slice(&device.created_at_ms.to_be_bytes());
     value
 }
@@ -150,7 +149,6 @@ pub(super) fn decode_device(id: DeviceId, value: &[u8; 48]) -> DeviceRecord {
     DeviceRecord {
         id,
         app: AppId(u64::from_be_bytes(word(&value[..8]))),
-        token_hash: hash(&value[8..40]),
         created_at_ms: i64::from_be_bytes(word(&value[40..])),
     }
 }

@@ -128,6 +128,7 @@ fn decode_key(key: &str, id: &str, value: &str) -> StoreResult<(u64, AppKey)> {
     let kind = match kind {
         "server" => KeyKind::Server,
         "client" => KeyKind::Client,
+        "token_signing" => KeyKind::TokenSigning,
         other => return Err(bad(&format!("unknown kind {other:?}"))),
     };
     let number = |text: &str| -> StoreResult<i64> {
@@ -156,7 +157,6 @@ fn decode_key(key: &str, id: &str, value: &str) -> StoreResult<(u64, AppKey)> {
 pub(super) fn device_fields(device: &DeviceRecord) -> Vec<(String, String)> {
     vec![
         ("app".to_owned(), device.app.to_string()),
-        ("token_hash".to_owned(), hex::encode(device.token_hash)),
         ("created_at".to_owned(), device.created_at_ms.to_string()),
     ]
 }
@@ -175,7 +175,6 @@ pub(super) fn decode_device(
     Ok(DeviceRecord {
         id,
         app,
-        token_hash: hash_field(key, &fields, "token_hash")?,
         created_at_ms: number_field(key, &fields, "created_at")?,
     })
 }
@@ -186,13 +185,6 @@ pub(super) fn decode_hash(key: &str, text: &str) -> StoreResult<[u8; 32]> {
     hex::decode_to_slice(text, &mut hash)
         .map_err(|error| corrupt(key, &format!("bad hex hash: {error}")))?;
     Ok(hash)
-}
-
-fn hash_field(key: &str, fields: &HashMap<String, String>, name: &str) -> StoreResult<[u8; 32]> {
-    let text = fields
-        .get(name)
-        .ok_or_else(|| corrupt(key, &format!("missing field {name}")))?;
-    decode_hash(key, text)
 }
 
 fn number_field(key: &str, fields: &HashMap<String, String>, name: &str) -> StoreResult<i64> {

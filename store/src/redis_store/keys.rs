@@ -12,7 +12,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `{d:<device>}:meta` | hash | `seq`, `delivered`, `acked`, `presence_connector`, `presence_epoch`, `presence_since` |
-//! | `{d:<device>}:device` | hash | `app` (hex id), `token_hash` (hex), `created_at` |
+//! | `{d:<device>}:device` | hash | `app` (hex id), `created_at` |
 //! | `{d:<device>}:inbox` | sorted set | pending messages scored by seq (member layout in `codec.rs`), expires with its last message |
 //! | `{d:<device>}:collapse` | hash | collapse key → seq of the device's latest message with it; expires with the inbox |
 //! | `{d:<device>}:idem:<key>` | string | seq given to an idempotent append, TTL `IDEMPOTENCY_TTL_MS` |
