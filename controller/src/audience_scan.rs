@@ -87,6 +87,7 @@ mod tests {
                 id: device,
                 app,
                 created_at_ms: 0,
+                sealing: None,
             };
             store.create_device(&record).await.unwrap();
             let vip = index % 3 == 0;

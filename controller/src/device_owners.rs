@@ -1,40 +1,65 @@
-//! Which app each device belongs to, as this controller has read it: a device's app never
-//! changes (devices are never moved or deleted), so a pair read once stays true, and a send
-//! to a device seen before needs no read of its record (across regions, a round trip to its
-//! home region).
+//! What this controller has read of each device: its app, and its key for sealed payloads.
+//! Neither ever changes (devices are never moved, deleted or re-keyed), so a record read once
+//! stays true, and a send to a device seen before needs no read of its record (across
+//! regions, a round trip to its home region).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use ringpush_protocol::{AppId, DeviceId};
+use ringpush_store::{DeviceRecord, DeviceSealing};
 
-/// Pairs kept before the map is emptied and refilled (about 48 bytes each).
+/// Devices kept before the map is emptied and refilled (about 80 bytes each).
 const CAPACITY: usize = 200_000;
 
-/// A bounded map of device → app. Locked only to look up or insert, never across an await.
+/// The part of a device's record a send needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KnownDevice {
+    app: AppId,
+    sealing: Option<DeviceSealing>,
+}
+
+/// A bounded map of device → what a send needs of it. Locked only to look up or insert,
+/// never across an await.
 #[derive(Default)]
 pub struct DeviceOwners {
-    owners: Mutex<HashMap<DeviceId, AppId>>,
+    known: Mutex<HashMap<DeviceId, KnownDevice>>,
 }
 
 impl DeviceOwners {
     /// The devices of `devices` not known to belong to `app`.
     pub fn unconfirmed(&self, app: AppId, devices: &[DeviceId]) -> Vec<DeviceId> {
-        let owners = self.owners.lock().expect("owners lock poisoned");
+        let known = self.known.lock().expect("devices lock poisoned");
         devices
             .iter()
             .copied()
-            .filter(|device| owners.get(device) != Some(&app))
+            .filter(|device| known.get(device).map(|known| known.app) != Some(app))
             .collect()
     }
 
-    /// Remembers that `device` belongs to `app`.
-    pub fn remember(&self, device: DeviceId, app: AppId) {
-        let mut owners = self.owners.lock().expect("owners lock poisoned");
-        if owners.len() >= CAPACITY {
-            owners.clear();
+    /// The sealing key of each of `devices` (in order): `None` for a device not read yet,
+    /// `Some(None)` for one that gave no key.
+    pub fn sealing(&self, devices: &[DeviceId]) -> Vec<Option<Option<DeviceSealing>>> {
+        let known = self.known.lock().expect("devices lock poisoned");
+        devices
+            .iter()
+            .map(|device| known.get(device).map(|known| known.sealing))
+            .collect()
+    }
+
+    /// Remembers what `device`'s record says.
+    pub fn remember(&self, device: &DeviceRecord) {
+        let mut known = self.known.lock().expect("devices lock poisoned");
+        if known.len() >= CAPACITY {
+            known.clear();
         }
-        owners.insert(device, app);
+        known.insert(
+            device.id,
+            KnownDevice {
+                app: device.app,
+                sealing: device.sealing,
+            },
+        );
     }
 }
 
@@ -42,14 +67,39 @@ impl DeviceOwners {
 mod tests {
     use super::*;
 
+    fn record(id: DeviceId, app: AppId, sealing: Option<DeviceSealing>) -> DeviceRecord {
+        DeviceRecord {
+            id,
+            app,
+            created_at_ms: 0,
+            sealing,
+        }
+    }
+
     #[test]
-    fn only_pairs_read_before_are_confirmed() {
+    fn only_devices_read_before_are_confirmed() {
         let owners = DeviceOwners::default();
         let (app, other) = (AppId(1), AppId(2));
         let (a, b) = (DeviceId(10), DeviceId(11));
         assert_eq!(owners.unconfirmed(app, &[a, b]), [a, b]);
-        owners.remember(a, app);
+        owners.remember(&record(a, app, None));
         assert_eq!(owners.unconfirmed(app, &[a, b]), [b]);
         assert_eq!(owners.unconfirmed(other, &[a]), [a]);
+    }
+
+    #[test]
+    fn sealing_keys_are_known_once_read() {
+        let owners = DeviceOwners::default();
+        let sealing = DeviceSealing {
+            public_key: [9; 32],
+            lz4: true,
+        };
+        let (a, b, c) = (DeviceId(1), DeviceId(2), DeviceId(3));
+        owners.remember(&record(a, AppId(1), Some(sealing)));
+        owners.remember(&record(b, AppId(1), None));
+        assert_eq!(
+            owners.sealing(&[a, b, c]),
+            [Some(Some(sealing)), Some(None), None]
+        );
     }
 }

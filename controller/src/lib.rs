@@ -36,6 +36,7 @@ pub mod message_options;
 pub mod password;
 mod portal;
 pub mod scheduler;
+mod sealing;
 pub mod send;
 pub mod target;
 

@@ -22,6 +22,11 @@ use crate::target::{Send, Target};
 /// Audience messages kept per app timeline; the oldest are dropped past it.
 pub const MAX_TIMELINE_LEN: u32 = 10_000;
 
+/// Why an app that seals payloads cannot send to an audience.
+pub const AUDIENCE_NOT_SEALABLE: &str = "this app seals payloads to each device's key, and an \
+    audience message is stored once for all its devices, so it cannot be sealed: send to \
+    device ids or aliases instead";
+
 /// What a send is part of.
 #[derive(Debug, Clone, Default)]
 pub struct SendContext {
@@ -68,6 +73,9 @@ impl ControllerState {
                 let devices = self.resolve_aliases(app, &aliases).await?;
                 self.send_unicast(app, devices, send, context).await
             }
+            Target::Audience(_) if app.payload_sealing => {
+                Err(ApiError::Conflict(AUDIENCE_NOT_SEALABLE.into()))
+            }
             Target::Audience(audience) => self.send_audience(app, audience, send, context).await,
         }
     }
@@ -109,6 +117,9 @@ impl ControllerState {
                 campaign_id: context.campaign_id.clone(),
             })
             .collect();
+        if app.payload_sealing {
+            self.seal_messages(app, &mut messages).await?;
+        }
         // Messages for a home region that holds messages here go behind them, unread: no
         // presence read there either (it would wait for the unreachable region). A paced
         // send goes out over seconds: a presence read now would be stale by then.
@@ -337,7 +348,7 @@ impl ControllerState {
         let mut unknown = Vec::new();
         for (id, record) in unconfirmed.iter().zip(records) {
             match record {
-                Some(record) if record.app == app.id => self.device_owners.remember(*id, app.id),
+                Some(record) if record.app == app.id => self.device_owners.remember(&record),
                 _ => unknown.push(id.to_string()),
             }
         }

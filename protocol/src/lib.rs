@@ -7,13 +7,15 @@
 //! - [`ws`]: the subset of WebSocket (RFC 6455) the connector speaks, as a codec over caller
 //!   buffers so that an idle connection owns no buffer at all;
 //! - [`ids`]: the identifiers that cross process boundaries (device, app, message);
-//! - [`token`]: device tokens, signed and bound to one device.
+//! - [`token`]: device tokens, signed and bound to one device;
+//! - [`seal`]: payloads sealed to one device's key (HPKE), optionally compressed.
 //!
 //! Does not own: sockets, tasks or any I/O; the connector and the SDK drive these codecs.
 //! docs/protocol.md describes the protocol for implementers of other SDKs.
 
 pub mod frame;
 pub mod ids;
+pub mod seal;
 pub mod token;
 pub mod ws;
 

@@ -219,6 +219,7 @@ mod tests {
             app_id: AppId(2),
             device_id: DeviceId(3),
             device_token: "t".into(),
+            seal_key: None,
         };
         assert!(config().with_identity(other_app).validate().is_err());
         let huge = DeviceAttributes {

@@ -2,7 +2,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ringpush_protocol::DeviceId;
 use ringpush_protocol::device::Push;
+use ringpush_protocol::seal::{self, SecretKey};
 
 use crate::stream::Stream;
 
@@ -96,6 +98,36 @@ impl Message {
                 badge: n.badge,
             }),
         }
+    }
+
+    /// The message as its app reads it: a sealed push opened with the device's key (its
+    /// payload, content type and notification come out of the envelope). A sealed push that
+    /// does not open (the device has no key, or not the one it was sealed to) comes as it
+    /// is, with the sealed content type, and is logged.
+    pub(crate) fn open_push(
+        mut push: Push,
+        stream: Stream,
+        skipped_before: u64,
+        device: DeviceId,
+        key: Option<&SecretKey>,
+    ) -> Self {
+        if push.content_type == seal::SEALED_CONTENT_TYPE {
+            let opened = match key {
+                Some(key) => seal::open(key, device, &push.payload).map_err(|e| e.to_string()),
+                None => Err("this device registered without a sealing key".to_owned()),
+            };
+            match opened {
+                Ok(content) => {
+                    push.payload = content.payload;
+                    push.content_type = content.content_type;
+                    push.notification = content.notification;
+                }
+                Err(error) => {
+                    tracing::error!(device_id = %device, message_id = %push.message_id, %error, "sealed message could not be opened; handed over sealed");
+                }
+            }
+        }
+        Self::from_push(push, stream, skipped_before)
     }
 
     /// The payload as text, if it is valid UTF-8 (both content types are).

@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ringpush_protocol::seal::{self, SecretKey};
 use ringpush_protocol::{AppId, DeviceId};
 use serde::Deserialize;
 
@@ -19,6 +22,9 @@ pub struct Identity {
     pub device_id: DeviceId,
     /// The device's secret token.
     pub device_token: String,
+    /// The secret half of the key the device registered for sealed payloads (`None` for a
+    /// device registered without one, which cannot read an app's sealed payloads).
+    pub seal_key: Option<SecretKey>,
 }
 
 /// Never prints the token, so that identities can be logged.
@@ -28,6 +34,7 @@ impl fmt::Debug for Identity {
             .field("app_id", &self.app_id)
             .field("device_id", &self.device_id)
             .field("device_token", &"<redacted>")
+            .field("seal_key", &self.seal_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -85,10 +92,15 @@ pub(crate) async fn register_with(
         "{}/v1/apps/{app_id}/devices",
         controller_url.trim_end_matches('/')
     );
+    // Every device can read sealed payloads: the app decides whether they are sealed.
+    let (seal_key, public_key) = seal::generate_keypair();
     let response = http
         .post(url)
         .bearer_auth(client_key)
-        .json(&serde_json::json!({}))
+        .json(&serde_json::json!({
+            "seal_public_key": URL_SAFE_NO_PAD.encode(public_key.0),
+            "compression": ["lz4"],
+        }))
         .send()
         .await
         .map_err(Error::ControllerUnreachable)?;
@@ -105,7 +117,9 @@ pub(crate) async fn register_with(
             message: detail.message,
         });
     }
-    identity_from_body(app_id, &body)
+    let mut identity = identity_from_body(app_id, &body)?;
+    identity.seal_key = Some(seal_key);
+    Ok(identity)
 }
 
 fn identity_from_body(app_id: AppId, body: &[u8]) -> Result<Identity> {
@@ -122,6 +136,7 @@ fn identity_from_body(app_id: AppId, body: &[u8]) -> Result<Identity> {
         app_id,
         device_id,
         device_token: parsed.device_token,
+        seal_key: None,
     })
 }
 

@@ -382,10 +382,12 @@ impl ConnectionTask {
                 };
                 match self.inbound.accept(stream, &push.message_id, push.seq) {
                     Verdict::Deliver { skipped_before } => {
-                        reserved.send(Event::Message(Message::from_push(
+                        reserved.send(Event::Message(Message::open_push(
                             push,
                             stream,
                             skipped_before,
+                            self.identity.device_id,
+                            self.identity.seal_key.as_ref(),
                         )));
                     }
                     Verdict::AlreadyReceived | Verdict::RepeatedId => {

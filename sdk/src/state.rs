@@ -15,15 +15,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ringpush_audience::DeviceAttributes;
 use ringpush_protocol::AppId;
+use ringpush_protocol::seal::{KEY_LEN, SecretKey};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::registration::Identity;
 
 /// The version of the file layout this SDK writes, so that a later SDK can migrate it.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// The remembered state of a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +51,9 @@ struct StateFile {
     app_id: String,
     device_id: String,
     device_token: String,
+    /// Format 3: the secret key for sealed payloads, base64url (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seal_key: Option<String>,
     last_seq: u64,
     timeline_seq: u64,
     connector_url: Option<String>,
@@ -74,6 +80,7 @@ impl From<StateFileV1> for StateFile {
             app_id: old.app_id,
             device_id: old.device_id,
             device_token: old.device_token,
+            seal_key: None,
             last_seq: old.last_seq,
             // Format 1 predates timelines: nothing of one was ever handed.
             timeline_seq: 0,
@@ -107,6 +114,11 @@ impl DeviceState {
             app_id: self.identity.app_id.to_string(),
             device_id: self.identity.device_id.to_string(),
             device_token: self.identity.device_token.clone(),
+            seal_key: self
+                .identity
+                .seal_key
+                .as_ref()
+                .map(|key| URL_SAFE_NO_PAD.encode(key.0)),
             last_seq: self.last_seq,
             timeline_seq: self.timeline_seq,
             connector_url: self.connector_url.clone(),
@@ -129,7 +141,10 @@ impl DeviceState {
             1 => serde_json::from_slice::<StateFileV1>(bytes)
                 .map_err(|error| corrupt(error.to_string()))?
                 .into(),
-            FORMAT => serde_json::from_slice(bytes).map_err(|error| corrupt(error.to_string()))?,
+            // Format 2 is format 3 without a sealing key.
+            2 | FORMAT => {
+                serde_json::from_slice(bytes).map_err(|error| corrupt(error.to_string()))?
+            }
             other => {
                 return Err(corrupt(format!(
                     "format {other} is not a supported format (1 to {FORMAT})"
@@ -147,6 +162,10 @@ impl DeviceState {
                     .parse()
                     .map_err(|error| corrupt(format!("{error}")))?,
                 device_token: file.device_token,
+                seal_key: match file.seal_key {
+                    Some(text) => Some(seal_secret(&text).map_err(corrupt)?),
+                    None => None,
+                },
             },
             last_seq: file.last_seq,
             timeline_seq: file.timeline_seq,
@@ -154,6 +173,16 @@ impl DeviceState {
             attributes: file.attributes,
         })
     }
+}
+
+/// A sealing secret key from its base64url text.
+fn seal_secret(text: &str) -> std::result::Result<SecretKey, String> {
+    let bytes: [u8; KEY_LEN] = URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| "seal_key is not 32 bytes of base64url".to_owned())?;
+    Ok(SecretKey(bytes))
 }
 
 /// Reads the state file; `None` if it does not exist yet.
@@ -320,6 +349,7 @@ mod tests {
                 app_id: AppId(0xabc),
                 device_id: DeviceId(0x1234),
                 device_token: "token-1".into(),
+                seal_key: Some(SecretKey([7; 32])),
             },
             last_seq,
             timeline_seq: last_seq * 10,
@@ -381,7 +411,7 @@ mod tests {
         std::fs::write(&path, b"{\"format\":1,").unwrap();
         assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
         let json = String::from_utf8(state(1).to_json()).unwrap();
-        std::fs::write(&path, json.replace("\"format\": 2", "\"format\": 9")).unwrap();
+        std::fs::write(&path, json.replace("\"format\": 3", "\"format\": 9")).unwrap();
         assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
         std::fs::write(&path, json.replace("0000000000000abc", "nothex")).unwrap();
         assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
@@ -419,7 +449,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_format_1_file_keeps_its_positions_and_is_written_back_as_format_2() {
+    async fn a_format_1_file_keeps_its_positions_and_is_written_back_as_format_3() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("device.json");
         // Exactly what the first SDK wrote.
@@ -435,6 +465,10 @@ mod tests {
         std::fs::write(&path, old).unwrap();
         let loaded = load(&path).unwrap().unwrap();
         let expected = DeviceState {
+            identity: Identity {
+                seal_key: None,
+                ..state(41).identity
+            },
             timeline_seq: 0,
             attributes: None,
             ..state(41)
@@ -445,15 +479,41 @@ mod tests {
         std::fs::write(&path, odd).unwrap();
         assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
 
-        // The next change writes format 2, with every position kept.
+        // The next change writes format 3, with every position kept.
         std::fs::write(&path, old).unwrap();
         let keeper = StateKeeper::new(Some(path.clone()), load(&path).unwrap().unwrap());
         keeper.update(|state| state.timeline_seq = 7).await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("\"format\": 2"), "{text}");
+        assert!(text.contains("\"format\": 3"), "{text}");
         let reloaded = load(&path).unwrap().unwrap();
         assert_eq!((reloaded.last_seq, reloaded.timeline_seq), (41, 7));
-        assert_eq!(reloaded.identity, state(0).identity);
+        assert_eq!(reloaded.identity, expected.identity);
+    }
+
+    #[test]
+    fn a_format_2_file_is_a_device_without_a_sealing_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.json");
+        let json = String::from_utf8(state(3).to_json()).unwrap();
+        assert!(json.contains("\"seal_key\""), "{json}");
+        let key_line = json
+            .lines()
+            .find(|line| line.contains("\"seal_key\""))
+            .unwrap();
+        let format_2 = json
+            .replace(&format!("{key_line}\n"), "")
+            .replace("\"format\": 3", "\"format\": 2");
+        std::fs::write(&path, format_2).unwrap();
+        let loaded = load(&path).unwrap().unwrap();
+        assert_eq!(loaded.identity.seal_key, None);
+        assert_eq!(loaded.last_seq, 3);
+        // A key that is not 32 bytes is a corrupt file.
+        std::fs::write(
+            &path,
+            json.replace(key_line.trim(), "\"seal_key\": \"AAAA\","),
+        )
+        .unwrap();
+        assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
     }
 
     #[test]

@@ -207,12 +207,26 @@ pub async fn devices_are_created_once_and_read_back(store: &dyn Store) {
         id: DeviceId::random(),
         app: AppId::random(),
         created_at_ms: now,
+        sealing: None,
     };
     store.create_device(&device).await.expect("create device");
     assert_eq!(
         store.device(device.id).await.expect("read"),
         Some(device.clone())
     );
+    // A device that gave a sealing key reads it back, and its LZ4 flag.
+    for lz4 in [false, true] {
+        let sealed = DeviceRecord {
+            id: DeviceId::random(),
+            sealing: Some(crate::DeviceSealing {
+                public_key: [lz4 as u8 + 7; 32],
+                lz4,
+            }),
+            ..device.clone()
+        };
+        store.create_device(&sealed).await.expect("create device");
+        assert_eq!(store.device(sealed.id).await.expect("read"), Some(sealed));
+    }
     let again = DeviceRecord {
         created_at_ms: now + 1,
         ..device.clone()

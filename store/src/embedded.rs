@@ -40,8 +40,8 @@ use idempotency::{live_record, put_record, sweep_expired};
 use inbox::{advance, append_batch, device_range};
 use memory::Volatile;
 use records::{
-    APPS, COLLAPSE, DEVICES, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, INBOX, POSITIONS, Positions,
-    inbox_key,
+    APPS, COLLAPSE, DEVICE_SEALING, DEVICES, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, INBOX, POSITIONS,
+    Positions, inbox_key,
 };
 
 /// The store in a redb file. Cheap to clone; every clone shares the file and the memory.
@@ -63,6 +63,7 @@ impl EmbeddedStore {
             // Opening a table in a write transaction creates it: readers can then rely on it.
             migrate_legacy_apps(&mut transaction.open_table(APPS)?)?;
             transaction.open_table(DEVICES)?;
+            transaction.open_table(DEVICE_SEALING)?;
             transaction.open_table(POSITIONS)?;
             transaction.open_table(INBOX)?;
             transaction.open_table(IDEMPOTENCY)?;
@@ -207,6 +208,10 @@ impl Store for EmbeddedStore {
                 return Err(StoreError::AlreadyExists(format!("device {}", device.id)));
             }
             devices.insert(&key, &records::encode_device(&device))?;
+            if let Some(sealing) = &device.sealing {
+                let mut sealings = transaction.open_table(DEVICE_SEALING)?;
+                sealings.insert(&key, &records::encode_device_sealing(sealing))?;
+            }
             // In the same transaction: a created device is always listed in its app.
             registry::list_app_device(transaction, device.app, device.id)
         })
@@ -216,8 +221,17 @@ impl Store for EmbeddedStore {
     async fn device(&self, id: DeviceId) -> StoreResult<Option<DeviceRecord>> {
         self.read(move |transaction| {
             let devices = transaction.open_table(DEVICES)?;
-            let value = devices.get(&id.0.to_be_bytes())?;
-            Ok(value.map(|value| records::decode_device(id, value.value())))
+            let key = id.0.to_be_bytes();
+            let Some(value) = devices.get(&key)? else {
+                return Ok(None);
+            };
+            let sealings = transaction.open_table(DEVICE_SEALING)?;
+            let sealing = sealings.get(&key)?;
+            Ok(Some(records::decode_device(
+                id,
+                value.value(),
+                sealing.as_ref().map(|sealing| sealing.value()),
+            )))
         })
         .await
     }

@@ -46,6 +46,7 @@ pub(crate) fn entry_body(message: &NewMessage) -> Vec<u8> {
     let content_type = match message.content_type {
         ContentType::Json => 0,
         ContentType::Text => 1,
+        ContentType::Sealed => 2,
     };
     if options.is_empty() {
         body.push(content_type);
@@ -72,6 +73,7 @@ pub(crate) fn decode_entry(seq: u64, body: &[u8]) -> Result<StoredMessage, Strin
     let content_type = match body[16] & !HAS_OPTIONS {
         0 => ContentType::Json,
         1 => ContentType::Text,
+        2 => ContentType::Sealed,
         other => return Err(format!("unknown content type byte {other}")),
     };
     let mut at = BODY_HEADER_LEN;

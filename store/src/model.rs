@@ -15,6 +15,10 @@ pub struct AppRecord {
     /// Every key the app was given, revoked ones too, in creation order. Ids are distinct.
     pub keys: Vec<AppKey>,
     pub created_at_ms: i64,
+    /// Every payload sent to the app's devices is sealed to the device's key, so that
+    /// connectors and the store hold only ciphertext. Chosen when the app is created.
+    #[serde(default)]
+    pub payload_sealing: bool,
 }
 
 impl AppRecord {
@@ -191,6 +195,18 @@ pub struct DeviceRecord {
     pub id: DeviceId,
     pub app: AppId,
     pub created_at_ms: i64,
+    /// The device's public key for sealed payloads, if it gave one at registration.
+    pub sealing: Option<DeviceSealing>,
+}
+
+/// What a device said at registration about reading sealed payloads (see
+/// `ringpush_protocol::seal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSealing {
+    /// Its X25519 public key (checked at registration).
+    pub public_key: [u8; 32],
+    /// It decompresses LZ4: long payloads are compressed before sealing.
+    pub lz4: bool,
 }
 
 /// How a payload is to be read.
@@ -200,6 +216,9 @@ pub enum ContentType {
     Json,
     /// UTF-8 text.
     Text,
+    /// Sealed to the device (`ringpush_protocol::seal`): the payload is an envelope whose
+    /// content names the real type.
+    Sealed,
 }
 
 impl ContentType {
@@ -208,6 +227,7 @@ impl ContentType {
         match self {
             Self::Json => "application/json",
             Self::Text => "text/plain; charset=utf-8",
+            Self::Sealed => ringpush_protocol::seal::SEALED_CONTENT_TYPE,
         }
     }
 }
@@ -353,6 +373,7 @@ mod tests {
                 key("gone", KeyKind::Client, "c", Some(5)),
             ],
             created_at_ms: 1,
+            payload_sealing: false,
         };
         let found = app
             .live_key(&crate::secret_hash("s"))
@@ -392,6 +413,7 @@ mod token_tests {
             name: "tokens".into(),
             keys,
             created_at_ms: 0,
+            payload_sealing: false,
         }
     }
 

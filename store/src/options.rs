@@ -31,6 +31,18 @@ pub struct Notification {
     pub badge: Option<u32>,
 }
 
+impl Notification {
+    /// The notification as a device reads it (absent fields empty).
+    pub fn to_frame(&self) -> device::Notification {
+        device::Notification {
+            title: self.title.clone().unwrap_or_default(),
+            body: self.body.clone().unwrap_or_default(),
+            deep_link: self.deep_link.clone().unwrap_or_default(),
+            badge: self.badge,
+        }
+    }
+}
+
 /// The options of one message.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageOptions {
@@ -60,12 +72,7 @@ impl MessageOptions {
             Priority::Normal => device::Priority::Normal,
             Priority::High => device::Priority::High,
         } as i32;
-        push.notification = self.notification.as_ref().map(|n| device::Notification {
-            title: n.title.clone().unwrap_or_default(),
-            body: n.body.clone().unwrap_or_default(),
-            deep_link: n.deep_link.clone().unwrap_or_default(),
-            badge: n.badge,
-        });
+        push.notification = self.notification.as_ref().map(Notification::to_frame);
     }
 
     /// The stored bytes (empty for no options).

@@ -55,6 +55,7 @@ async fn data_survives_close_and_reopen() {
             },
         ],
         created_at_ms: NOW,
+        payload_sealing: false,
     };
     {
         let store = EmbeddedStore::open(&path).expect("open");

@@ -31,6 +31,7 @@ async fn registry_timeline_and_stats_survive_close_and_reopen() {
         id: DeviceId::random(),
         app,
         created_at_ms: now_ms(),
+        sealing: None,
     };
     let attributes = DeviceAttributes {
         alias: Some("user-1".to_owned()),

@@ -279,6 +279,7 @@ async fn app_keys_and_sessions_keep_their_documented_layout() {
         name: "layout".to_owned(),
         keys: vec![key.clone()],
         created_at_ms: now,
+        payload_sealing: false,
     };
     store.create_app(&app).await.expect("create app");
     let record = format!("layout:app:{}", app.id);

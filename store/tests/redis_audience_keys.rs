@@ -139,6 +139,7 @@ async fn registry_keys_hold_what_the_table_says() {
         id: DeviceId::random(),
         app,
         created_at_ms: now_ms(),
+        sealing: None,
     };
     store.create_device(&device).await.expect("create");
     assert_eq!(number(&["ZCARD", &format!("rg:{{a:{app}}}:devices")]), 1);

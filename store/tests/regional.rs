@@ -59,6 +59,7 @@ async fn register(store: &RegionalStore, app: AppId, region: u8) -> DeviceId {
             id: device,
             app,
             created_at_ms: NOW,
+            sealing: None,
         })
         .await
         .expect("create device");
@@ -141,6 +142,7 @@ async fn apps_are_written_to_every_region() {
         name: "global".to_owned(),
         keys: Vec::new(),
         created_at_ms: NOW,
+        payload_sealing: false,
     };
     store.create_app(&app).await.expect("create");
     for region in &stores {

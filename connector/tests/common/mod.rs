@@ -92,6 +92,7 @@ impl Env {
                     },
                 ],
                 created_at_ms: now_ms(),
+                payload_sealing: false,
             })
             .await
             .expect("create app");
@@ -110,6 +111,7 @@ impl Env {
                 id: device,
                 app: self.app,
                 created_at_ms: now_ms(),
+                sealing: None,
             })
             .await
             .expect("create device");

@@ -19,6 +19,10 @@ use crate::error::ApiError;
 #[serde(deny_unknown_fields)]
 struct CreateApp {
     name: String,
+    /// Seal every payload to its device's key (see docs/security.md); fixed for the app's
+    /// life, since its devices must register with a key.
+    #[serde(default)]
+    payload_sealing: bool,
 }
 
 /// The answer to `POST /v1/apps`: the only time the keys are shown.
@@ -30,6 +34,7 @@ pub struct CreatedApp {
     pub server_key: String,
     pub client_key_id: String,
     pub client_key: String,
+    pub payload_sealing: bool,
 }
 
 const MAX_NAME_LEN: usize = 200;
@@ -57,10 +62,11 @@ pub(crate) async fn create_app(
             name: name.clone(),
             keys: vec![server.clone(), client.clone(), signing],
             created_at_ms: now,
+            payload_sealing: request.payload_sealing,
         };
         match state.store.create_app(&app).await {
             Ok(()) => {
-                tracing::info!(app_id = %app.id, name = %app.name, "app created");
+                tracing::info!(app_id = %app.id, name = %app.name, payload_sealing = app.payload_sealing, "app created");
                 let created = CreatedApp {
                     app_id: app.id.to_string(),
                     name: app.name,
@@ -68,6 +74,7 @@ pub(crate) async fn create_app(
                     server_key,
                     client_key_id: client.id,
                     client_key,
+                    payload_sealing: app.payload_sealing,
                 };
                 return Ok((StatusCode::CREATED, Json(created)));
             }
@@ -84,6 +91,7 @@ pub struct AppView {
     pub app_id: String,
     pub name: String,
     pub created_at_ms: i64,
+    pub payload_sealing: bool,
 }
 
 impl From<&AppRecord> for AppView {
@@ -92,6 +100,7 @@ impl From<&AppRecord> for AppView {
             app_id: app.id.to_string(),
             name: app.name.clone(),
             created_at_ms: app.created_at_ms,
+            payload_sealing: app.payload_sealing,
         }
     }
 }

@@ -73,6 +73,11 @@ pub(crate) async fn create_campaign(
     let message: SendRequest = serde_json::from_value(request.message.clone())
         .map_err(|error| ApiError::InvalidRequest(format!("message: {error}")))?;
     message.validate(&state.config)?;
+    if app.payload_sealing && message.device_ids.is_none() && message.aliases.is_none() {
+        return Err(ApiError::Conflict(
+            crate::send::AUDIENCE_NOT_SEALABLE.into(),
+        ));
+    }
     // Campaign time (the scheduler's clock): a simulated clock runs campaigns on its own time.
     let now_ms = state.clock.now_ms();
     let schedule = request.schedule.unwrap_or(Schedule::Once { at_ms: now_ms });

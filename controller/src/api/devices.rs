@@ -3,30 +3,62 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use ringpush_protocol::DeviceId;
-use ringpush_store::{AppRecord, DeviceRecord, StoreError, now_ms};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use ringpush_protocol::{DeviceId, seal};
+use ringpush_store::{AppRecord, ContentType, DeviceRecord, DeviceSealing, StoreError, now_ms};
 use serde::{Deserialize, Serialize};
 
 use super::keys::new_signing_key;
+use super::parse_json;
 use crate::ControllerState;
 use crate::auth::{Access, Credentials, load_app};
 use crate::error::ApiError;
+
+/// The body of a registration (optional: an empty body registers a device that cannot read
+/// sealed payloads).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterDevice {
+    /// The device's X25519 public key, base64url without padding.
+    seal_public_key: Option<String>,
+    /// What the device decompresses: `["lz4"]` or nothing.
+    #[serde(default)]
+    compression: Vec<String>,
+}
 
 /// The answer to a registration: the device's identity, to be kept by the device.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RegisteredDevice {
     pub device_id: String,
     pub device_token: String,
+    /// Whether the app seals payloads to the key the device gave.
+    #[serde(default)]
+    pub payload_sealing: bool,
 }
 
 pub(crate) async fn register_device(
     State(state): State<ControllerState>,
     Path(app_id): Path<String>,
     credentials: Credentials,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<RegisteredDevice>), ApiError> {
     let app = credentials
         .app(&state, &app_id, Access::RegisterDevices)
         .await?;
+    let request: RegisterDevice = match body.iter().all(u8::is_ascii_whitespace) {
+        true => RegisterDevice::default(),
+        false => parse_json(&body)?,
+    };
+    let sealing = device_sealing(&request)?;
+    if app.payload_sealing && sealing.is_none() {
+        return Err(ApiError::InvalidRequest(
+            "this app seals payloads: register with seal_public_key (the device's X25519 \
+             public key, base64url)"
+                .into(),
+        ));
+    }
     let app = with_signing_key(&state, app).await?;
     loop {
         let device = DeviceRecord {
@@ -36,6 +68,7 @@ pub(crate) async fn register_device(
             },
             app: app.id,
             created_at_ms: now_ms(),
+            sealing,
         };
         let token = app
             .issue_device_token(
@@ -47,10 +80,11 @@ pub(crate) async fn register_device(
         match state.store.create_device(&device).await {
             Ok(()) => {
                 metrics::counter!("ringpush_controller_devices_registered_total").increment(1);
-                state.device_owners.remember(device.id, app.id);
+                state.device_owners.remember(&device);
                 let registered = RegisteredDevice {
                     device_id: device.id.to_string(),
                     device_token: token,
+                    payload_sealing: app.payload_sealing,
                 };
                 return Ok((StatusCode::CREATED, Json(registered)));
             }
@@ -58,6 +92,45 @@ pub(crate) async fn register_device(
             Err(error) => return Err(error.into()),
         }
     }
+}
+
+/// The sealing key and abilities a registration gives, checked.
+fn device_sealing(request: &RegisterDevice) -> Result<Option<DeviceSealing>, ApiError> {
+    let mut lz4 = false;
+    for name in &request.compression {
+        match name.as_str() {
+            "lz4" => lz4 = true,
+            other => {
+                return Err(ApiError::InvalidRequest(format!(
+                    "compression: unknown algorithm {other:?} (known: \"lz4\")"
+                )));
+            }
+        }
+    }
+    let Some(text) = &request.seal_public_key else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::InvalidRequest(
+            "seal_public_key must be an X25519 public key: 32 bytes in base64url without \
+             padding (43 characters)"
+                .into(),
+        )
+    };
+    let bytes: [u8; seal::KEY_LEN] = URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(bad)?;
+    let key = seal::PublicKey::from_bytes(bytes).ok_or_else(|| {
+        ApiError::InvalidRequest(
+            "seal_public_key is a weak X25519 key (low order); draw another".into(),
+        )
+    })?;
+    Ok(Some(DeviceSealing {
+        public_key: key.0,
+        lz4,
+    }))
 }
 
 /// The app, with a live token-signing key: an app whose signing keys were all revoked, or
@@ -161,7 +234,10 @@ pub(crate) async fn device_state(
             created_at_ms: message.created_at_ms,
             expires_at_ms: message.expires_at_ms,
             campaign_id: message.campaign_id,
-            preview: preview(&message.payload),
+            preview: match message.content_type {
+                ContentType::Sealed => format!("(sealed, {} bytes)", message.payload.len()),
+                _ => preview(&message.payload),
+            },
         })
         .collect();
     Ok(Json(DeviceState {

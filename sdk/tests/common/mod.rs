@@ -108,6 +108,7 @@ impl Cluster {
                     },
                 ],
                 created_at_ms: now_ms(),
+                payload_sealing: false,
             })
             .await
             .expect("create app");
@@ -234,12 +235,14 @@ impl Cluster {
             app_id: self.app,
             device_id,
             device_token: sign_token(device_id),
+            seal_key: None,
         };
         self.store
             .create_device(&DeviceRecord {
                 id: identity.device_id,
                 app: self.app,
                 created_at_ms: now_ms(),
+                sealing: None,
             })
             .await
             .expect("create device");

@@ -25,6 +25,7 @@ fn new_app(name: &str, created_at_ms: i64) -> AppRecord {
             key("client", KeyKind::Client, created_at_ms),
         ],
         created_at_ms,
+        payload_sealing: false,
     }
 }
 
@@ -56,6 +57,12 @@ pub async fn apps_are_created_once_and_read_back(store: &dyn Store) {
     });
     store.create_app(&app).await.expect("create app");
     assert_eq!(read(store, app.id).await, app);
+    let sealing = AppRecord {
+        payload_sealing: true,
+        ..new_app("sealed", now)
+    };
+    store.create_app(&sealing).await.expect("create app");
+    assert_eq!(read(store, sealing.id).await, sealing);
     let again = AppRecord {
         name: "another".to_owned(),
         keys: Vec::new(),

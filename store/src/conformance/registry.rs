@@ -43,6 +43,7 @@ async fn register(store: &dyn Store, app: AppId) -> DeviceId {
         id: DeviceId::random(),
         app,
         created_at_ms: now_ms(),
+        sealing: None,
     };
     store.create_device(&device).await.expect("create device");
     device.id

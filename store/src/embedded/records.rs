@@ -20,6 +20,9 @@ use crate::{AppRecord, DeviceRecord, StoreError, StoreResult, StoredMessage, inb
 
 pub(super) const APPS: TableDefinition<&[u8; 8], &[u8]> = TableDefinition::new("apps");
 pub(super) const DEVICES: TableDefinition<&[u8; 16], &[u8; 48]> = TableDefinition::new("devices");
+/// Devices that gave a key for sealed payloads: the key, then 1 if they decompress LZ4.
+pub(super) const DEVICE_SEALING: TableDefinition<&[u8; 16], &[u8; 33]> =
+    TableDefinition::new("device_sealing");
 pub(super) const POSITIONS: TableDefinition<&[u8; 16], &[u8; 32]> =
     TableDefinition::new("positions");
 pub(super) const INBOX: TableDefinition<&[u8; 24], &[u8]> = TableDefinition::new("inbox");
@@ -135,6 +138,7 @@ pub(super) fn decode_legacy_app(id: AppId, value: &[u8]) -> Option<AppRecord> {
             key("key_client", crate::KeyKind::Client, &value[32..64]),
         ],
         created_at_ms,
+        payload_sealing: false,
     })
 }
 
@@ -145,12 +149,28 @@ pub(super) fn encode_device(device: &DeviceRecord) -> [u8; 48] {
     value
 }
 
-pub(super) fn decode_device(id: DeviceId, value: &[u8; 48]) -> DeviceRecord {
+pub(super) fn decode_device(
+    id: DeviceId,
+    value: &[u8; 48],
+    sealing: Option<&[u8; 33]>,
+) -> DeviceRecord {
     DeviceRecord {
         id,
         app: AppId(u64::from_be_bytes(word(&value[..8]))),
         created_at_ms: i64::from_be_bytes(word(&value[40..])),
+        sealing: sealing.map(|value| crate::DeviceSealing {
+            public_key: hash(&value[..32]),
+            lz4: value[32] == 1,
+        }),
     }
+}
+
+/// The sealing row of a device that gave a key.
+pub(super) fn encode_device_sealing(sealing: &crate::DeviceSealing) -> [u8; 33] {
+    let mut value = [0; 33];
+    value[..32].copy_from_slice(&sealing.public_key);
+    value[32] = u8::from(sealing.lz4);
+    value
 }
 
 /// Key of an append marker: scope, device, the caller's idempotency key.

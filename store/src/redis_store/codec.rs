@@ -20,8 +20,8 @@ use ringpush_ring::Member;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AppKey, AppRecord, DeviceRecord, KeyKind, KeyScope, NewMessage, StoreError, StoreResult,
-    StoredMessage, inbox_record,
+    AppKey, AppRecord, DeviceRecord, DeviceSealing, KeyKind, KeyScope, NewMessage, StoreError,
+    StoreResult, StoredMessage, inbox_record,
 };
 
 /// Bytes 8.. of an inbox member: everything but the seq.
@@ -71,6 +71,9 @@ pub(super) fn app_fields(app: &AppRecord) -> Vec<(String, String)> {
         ("name".to_owned(), app.name.clone()),
         ("created_at".to_owned(), app.created_at_ms.to_string()),
     ];
+    if app.payload_sealing {
+        fields.push(("payload_sealing".to_owned(), "1".to_owned()));
+    }
     for (ordinal, key) in app.keys.iter().enumerate() {
         let value = format!("{ordinal} {}", key_value_tail(key));
         fields.push((key_field(&key.id), value));
@@ -98,6 +101,9 @@ pub(super) fn decode_app(
             .ok_or_else(|| corrupt(key, "missing field name"))?,
         keys: keys.into_iter().map(|(_, app_key)| app_key).collect(),
         created_at_ms: number_field(key, &fields, "created_at")?,
+        payload_sealing: fields
+            .get("payload_sealing")
+            .is_some_and(|flag| flag == "1"),
     })
 }
 
@@ -155,10 +161,15 @@ fn decode_key(key: &str, id: &str, value: &str) -> StoreResult<(u64, AppKey)> {
 
 /// Field, value pairs of a device's hash.
 pub(super) fn device_fields(device: &DeviceRecord) -> Vec<(String, String)> {
-    vec![
+    let mut fields = vec![
         ("app".to_owned(), device.app.to_string()),
         ("created_at".to_owned(), device.created_at_ms.to_string()),
-    ]
+    ];
+    if let Some(sealing) = &device.sealing {
+        fields.push(("seal_key".to_owned(), hex::encode(sealing.public_key)));
+        fields.push(("seal_lz4".to_owned(), u8::from(sealing.lz4).to_string()));
+    }
+    fields
 }
 
 /// Reads a device's hash back.
@@ -172,10 +183,18 @@ pub(super) fn decode_device(
         .ok_or_else(|| corrupt(key, "missing field app"))?
         .parse()
         .map_err(|error| corrupt(key, &format!("field app: {error}")))?;
+    let sealing = match fields.get("seal_key") {
+        Some(public_key) => Some(DeviceSealing {
+            public_key: decode_hash(key, public_key)?,
+            lz4: fields.get("seal_lz4").is_some_and(|flag| flag == "1"),
+        }),
+        None => None,
+    };
     Ok(DeviceRecord {
         id,
         app,
         created_at_ms: number_field(key, &fields, "created_at")?,
+        sealing,
     })
 }
 
@@ -277,6 +296,7 @@ mod tests {
                 .chain([key("s-1", KeyKind::Server, Some(-3))])
                 .collect(),
             created_at_ms: 5,
+            payload_sealing: false,
         };
         let fields: HashMap<String, String> = app_fields(&app).into_iter().collect();
         assert_eq!(decode_app("k", AppId(9), fields).unwrap(), app);

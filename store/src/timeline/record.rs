@@ -33,6 +33,7 @@ pub(crate) fn entry_body(entry: &NewTimelineEntry) -> Vec<u8> {
     body.push(match entry.content_type {
         ContentType::Json => 0,
         ContentType::Text => 1,
+        ContentType::Sealed => 2,
     });
     let options = entry.options.encode();
     let mut flags = 0;
@@ -79,6 +80,7 @@ pub(crate) fn decode_entry(seq: u64, body: &[u8]) -> Result<TimelineEntry, Strin
     let content_type = match body[16] {
         0 => ContentType::Json,
         1 => ContentType::Text,
+        2 => ContentType::Sealed,
         other => return Err(format!("unknown content type byte {other}")),
     };
     let mut at = BODY_HEADER_LEN;
