@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use ringpush_protocol::internal::connector_server::ConnectorServer;
 use ringpush_ring::{Member, Ring};
+use ringpush_store::Store;
 use ringpush_store::membership::{self, keep_lease, watch_ring};
-use ringpush_store::{Store, now_ms};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -89,8 +89,7 @@ pub(crate) async fn start(
     let device_listener_addr = device_listener.local_addr().ok();
     let device_listener = accept::listener(device_listener).map_err(ConnectorError::Listener)?;
     let lease_ttl = config.membership.lease_ttl;
-    store
-        .renew_lease(&member, lease_ttl.as_millis() as u64, now_ms())
+    membership::renew_lease(store.as_ref(), &member, lease_ttl)
         .await
         .map_err(ConnectorError::Lease)?;
     let lease_stop = CancellationToken::new();

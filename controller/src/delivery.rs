@@ -363,12 +363,7 @@ impl DeliveryRouter {
     /// caught up before the append is in the answer: none misses the message live. Falls
     /// back to the ring if the store cannot answer.
     pub(crate) async fn current_members(&self) -> Vec<Member> {
-        match self
-            .inner
-            .store
-            .live_members(ringpush_store::now_ms())
-            .await
-        {
+        match ringpush_store::membership::live_members(self.inner.store.as_ref()).await {
             Ok(members) => members,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the live connectors; using the last ring");

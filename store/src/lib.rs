@@ -158,11 +158,20 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- membership ----
 
-    /// Creates or extends the lease of a connector until `now_ms + ttl_ms`.
+    /// The store's clock, in ms since the Unix epoch: the clock leases are written and read
+    /// by (see [`membership`]), so that a process whose own clock is off still holds and sees
+    /// leases right. Redis answers its `TIME`; a store inside one process answers that
+    /// process's clock.
+    async fn clock_ms(&self) -> StoreResult<i64> {
+        Ok(now_ms())
+    }
+    /// Creates or extends the lease of a connector until `now_ms + ttl_ms` (`now_ms` read
+    /// from [`clock_ms`](Store::clock_ms), as [`membership::renew_lease`] does).
     async fn renew_lease(&self, member: &Member, ttl_ms: u64, now_ms: i64) -> StoreResult<()>;
     /// Ends a connector's lease at once (a clean shutdown).
     async fn drop_lease(&self, member_id: &str) -> StoreResult<()>;
-    /// Connectors whose leases are live at `now_ms`, sorted by id.
+    /// Connectors whose leases are live at `now_ms` (read from [`clock_ms`](Store::clock_ms),
+    /// as [`membership::live_members`] does), sorted by id.
     async fn live_members(&self, now_ms: i64) -> StoreResult<Vec<Member>>;
 
     // ---- idempotency ----

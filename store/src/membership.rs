@@ -4,6 +4,11 @@
 //! TTL drops out. Dispatchers, controllers and connectors call [`watch_ring`] and read the
 //! latest [`Ring`] from the watch channel it returns: the ring is rebuilt from the live
 //! leases only when they change. Nothing here talks to a connector: there is no health check.
+//!
+//! Leases are written and read on one clock, the store's ([`Store::clock_ms`]): were each
+//! process to use its own, a connector whose clock runs a TTL behind would write leases that
+//! are over when written (it never joins), one whose clock runs ahead would stay in everyone
+//! else's ring that long after it died, and it would see everyone else's leases as over.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +17,7 @@ use ringpush_ring::{Member, Ring};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Store, now_ms};
+use crate::Store;
 
 /// How a component follows the membership.
 #[derive(Debug, Clone, Copy)]
@@ -52,16 +57,33 @@ pub async fn keep_lease(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let ttl_ms = lease_ttl.as_millis() as u64;
-        if let Err(error) = store.renew_lease(&member, ttl_ms, now_ms()).await {
+        if let Err(error) = renew_lease(store.as_ref(), &member, lease_ttl).await {
             tracing::warn!(member = %member.id, %error, "could not renew the connector lease");
         }
     }
 }
 
+/// Creates or extends `member`'s lease for `lease_ttl` from now on the store's clock.
+pub async fn renew_lease(
+    store: &dyn Store,
+    member: &Member,
+    lease_ttl: Duration,
+) -> crate::StoreResult<()> {
+    let now_ms = store.clock_ms().await?;
+    store
+        .renew_lease(member, lease_ttl.as_millis() as u64, now_ms)
+        .await
+}
+
+/// The connectors whose leases are live now on the store's clock, sorted by id.
+pub async fn live_members(store: &dyn Store) -> crate::StoreResult<Vec<Member>> {
+    let now_ms = store.clock_ms().await?;
+    store.live_members(now_ms).await
+}
+
 /// Reads the live members once and builds the ring.
 pub async fn read_ring(store: &dyn Store, vnodes: u32) -> crate::StoreResult<Ring> {
-    Ok(Ring::new(store.live_members(now_ms()).await?, vnodes))
+    Ok(Ring::new(live_members(store).await?, vnodes))
 }
 
 /// Follows the membership: the returned channel always holds the latest ring. The first
@@ -88,7 +110,7 @@ pub async fn watch_ring(
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            match store.live_members(now_ms()).await {
+            match live_members(store.as_ref()).await {
                 Ok(members) if members != sender.borrow().members() => {
                     let ring = Ring::new(members, config.vnodes);
                     tracing::info!(

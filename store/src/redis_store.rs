@@ -395,6 +395,15 @@ impl Store for RedisStore {
         }))
     }
 
+    async fn clock_ms(&self) -> StoreResult<i64> {
+        // TIME answers seconds and microseconds, as two strings.
+        let (seconds, microseconds): (i64, i64) = redis::cmd("TIME")
+            .query_async(&mut self.connection())
+            .await
+            .map_err(|error| redis_error("read the clock", "TIME", error))?;
+        Ok(seconds * 1000 + microseconds / 1000)
+    }
+
     async fn renew_lease(&self, member: &Member, ttl_ms: u64, now_ms: i64) -> StoreResult<()> {
         let leases = self.keys.leases();
         let expires_at_ms = now_ms.saturating_add_unsigned(ttl_ms);

@@ -327,6 +327,11 @@ impl Store for RegionalStore {
         self.home(device).presence(device).await
     }
 
+    async fn clock_ms(&self) -> StoreResult<i64> {
+        // Leases are kept in the local region's store, by its clock.
+        self.local().clock_ms().await
+    }
+
     async fn renew_lease(&self, member: &Member, ttl_ms: u64, now_ms: i64) -> StoreResult<()> {
         self.local().renew_lease(member, ttl_ms, now_ms).await
     }

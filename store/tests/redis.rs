@@ -331,3 +331,33 @@ async fn app_keys_and_sessions_keep_their_documented_layout() {
         .expect("number");
     assert!(ttl > 3_600_000 - 60_000 && ttl <= 3_600_000, "{ttl}");
 }
+
+/// Leases go by the server's clock: `clock_ms` answers Redis's TIME (on this host, close to
+/// ours), and a lease renewed through the membership helpers is live by it.
+#[tokio::test]
+async fn leases_go_by_the_servers_clock() {
+    let store = fresh_store().await;
+    let clock = store.clock_ms().await.expect("TIME");
+    let time = server().command(&["TIME"]).expect("TIME");
+    let seconds: i64 = time
+        .split_whitespace()
+        .next()
+        .and_then(|seconds| seconds.parse().ok())
+        .unwrap_or_else(|| panic!("TIME answered {time:?}"));
+    assert!(
+        (clock / 1000 - seconds).abs() <= 1,
+        "{clock} ms vs {time:?}"
+    );
+    let member = ringpush_ring::Member {
+        id: "conn-clock".to_owned(),
+        device_url: "ws://127.0.0.1:1/v1/connect".to_owned(),
+        grpc_url: "http://127.0.0.1:2".to_owned(),
+    };
+    ringpush_store::membership::renew_lease(&store, &member, Duration::from_secs(10))
+        .await
+        .expect("renew");
+    let live = ringpush_store::membership::live_members(&store)
+        .await
+        .expect("members");
+    assert_eq!(live, vec![member]);
+}

@@ -104,7 +104,7 @@ async fn openapi() -> Response {
 
 /// Ready when the store answers.
 async fn ready(State(state): State<ControllerState>) -> Response {
-    match state.store.live_members(ringpush_store::now_ms()).await {
+    match ringpush_store::membership::live_members(state.store.as_ref()).await {
         Ok(members) => format!("ready: {} connectors\n", members.len()).into_response(),
         Err(error) => ApiError::from(error).into_response(),
     }
