@@ -2,7 +2,8 @@
 # Installs what the test suite needs and a fresh machine may lack (Debian packages):
 # redis-server and redis-cli, and chromium and chromedriver (/usr/bin/chromium,
 # /usr/bin/chromedriver) for the browser tests of the portal (ringpush-harness's `browser`),
-# and iproute2, iptables and curl for the three-region test (deploy/local/three-regions.sh).
+# iproute2, iptables and curl for the three-region test (deploy/local/three-regions.sh), and
+# faketime (libfaketime) for the chaos suite's connector whose clock is off (cli/tests/chaos.rs).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing ${missing[*]} (needed by the tests)" >&2

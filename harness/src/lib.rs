@@ -7,6 +7,8 @@
 //!   enough to hold thousands in one process.
 //! - [`watchdog::Watchdog`]: every `Platform` has one; a test that hangs aborts with the
 //!   logs instead of hanging the suite.
+//! - [`tcp_proxy::TcpProxy`]: a TCP proxy a test can cut, to cut a process off from Redis.
+//! - [`clock_skew`]: the environment of a process whose wall clock is off (libfaketime).
 //! - [`browser::Browser`]: a headless Chromium driven over WebDriver (chromedriver), for
 //!   end-to-end tests of the web portal.
 //!
@@ -17,17 +19,22 @@
 //! `target/<profile>/deps/` and binaries in `target/<profile>/`).
 
 pub mod browser;
+pub mod clock_skew;
 pub mod platform;
 pub mod process;
 pub mod sim;
+pub mod tcp_proxy;
 pub mod watchdog;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 pub use browser::{Browser, BrowserError, Element};
-pub use platform::{ADMIN_TOKEN, ConnectorProc, LEASE_TTL_MS, Platform, PlatformOptions};
+pub use platform::{
+    ADMIN_TOKEN, ConnectorOptions, ConnectorProc, LEASE_TTL_MS, Platform, PlatformOptions,
+};
 pub use process::{Lines, Proc, eventually, wait_for_port};
+pub use tcp_proxy::TcpProxy;
 
 /// The `ringpush` binary the harness starts (see the crate doc).
 pub fn ringpush_binary() -> &'static PathBuf {

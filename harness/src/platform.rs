@@ -28,6 +28,9 @@ pub struct Platform {
     pub redis: RedisServer,
     pub controller_url: String,
     pub dispatcher_url: String,
+    /// Where the controller and the dispatcher listen; a restart listens there again.
+    pub controller_addr: SocketAddr,
+    pub dispatcher_addr: SocketAddr,
     pub controller: Proc,
     pub dispatcher: Proc,
     pub connectors: Vec<ConnectorProc>,
@@ -67,6 +70,20 @@ pub struct PlatformOptions {
     /// How long the deployment may live before the watchdog aborts the process (a
     /// benchmark runs longer than a test).
     pub watchdog: std::time::Duration,
+    /// More `redis-server` arguments (say, `--appendonly yes` for a Redis that restarts
+    /// with its data).
+    pub redis_args: Vec<String>,
+}
+
+/// What [`Platform::add_connector_with`] starts.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectorOptions {
+    /// The Redis URL the connector uses instead of the platform's (say, a
+    /// [`TcpProxy`](crate::TcpProxy) in front of it, to cut the connector off).
+    pub redis_url: Option<String>,
+    /// More environment variables for its process (say, a skewed clock from
+    /// [`skewed_clock_env`](crate::clock_skew::skewed_clock_env)).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for PlatformOptions {
@@ -76,6 +93,7 @@ impl Default for PlatformOptions {
             controller_ring_refresh_ms: RING_REFRESH_MS,
             controller_args: Vec::new(),
             watchdog: watchdog::DEFAULT_LIMIT,
+            redis_args: Vec::new(),
         }
     }
 }
@@ -94,7 +112,8 @@ impl Platform {
     pub async fn start_with(options: PlatformOptions) -> Platform {
         let connectors = options.connectors;
         let dir = tempfile::tempdir().expect("tempdir");
-        let redis = RedisServer::start();
+        let redis_args: Vec<&str> = options.redis_args.iter().map(String::as_str).collect();
+        let redis = RedisServer::start_with_args(&redis_args);
         let controller_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let dispatcher_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut args = vec![
@@ -122,6 +141,8 @@ impl Platform {
         let mut platform = Platform {
             controller_url: format!("http://{controller_addr}"),
             dispatcher_url: format!("http://{dispatcher_addr}"),
+            controller_addr,
+            dispatcher_addr,
             dir,
             redis,
             controller,
@@ -140,6 +161,12 @@ impl Platform {
 
     /// Starts one more connector and waits until the dispatcher's ring includes it.
     pub async fn add_connector(&mut self) -> usize {
+        self.add_connector_with(ConnectorOptions::default()).await
+    }
+
+    /// Starts one more connector as `options` say and waits until the dispatcher's ring
+    /// includes it; answers its index in `connectors`.
+    pub async fn add_connector_with(&mut self, options: ConnectorOptions) -> usize {
         let index = self.connectors.len();
         let id = format!("c{index}");
         let device_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -150,7 +177,7 @@ impl Platform {
             "--admin-listen".into(),
             admin_addr.to_string(),
             "--redis-url".into(),
-            self.redis.url(),
+            options.redis_url.unwrap_or_else(|| self.redis.url()),
             "--id".into(),
             id.clone(),
             "--device-listen".into(),
@@ -163,7 +190,7 @@ impl Platform {
             "10".into(),
         ];
         args.extend(membership_flags(RING_REFRESH_MS));
-        let proc = Proc::spawn(&id, self.dir.path(), &args);
+        let proc = Proc::spawn_with_env(&id, self.dir.path(), &args, &options.env);
         wait_for_port(device_addr, Duration::from_secs(20));
         wait_for_port(grpc_addr, Duration::from_secs(20));
         self.connectors.push(ConnectorProc {
@@ -176,6 +203,20 @@ impl Platform {
         let live = self.live_connectors();
         self.wait_for_ring_size(live).await;
         index
+    }
+
+    /// Kills the controller (SIGKILL) if it runs, starts it again with the same arguments,
+    /// and waits until it listens on its address again.
+    pub async fn restart_controller(&mut self) {
+        self.controller.restart();
+        wait_until_listening(self.controller_addr, "the restarted controller").await;
+    }
+
+    /// Kills the dispatcher (SIGKILL) if it runs, starts it again with the same arguments,
+    /// and waits until it listens on its address again.
+    pub async fn restart_dispatcher(&mut self) {
+        self.dispatcher.restart();
+        wait_until_listening(self.dispatcher_addr, "the restarted dispatcher").await;
     }
 
     pub fn live_connectors(&mut self) -> usize {
@@ -278,4 +319,14 @@ impl Platform {
             .map(|id| id.as_str().unwrap().to_owned())
             .collect()
     }
+}
+
+/// Waits (without blocking a runtime thread) until `address` accepts TCP connections.
+async fn wait_until_listening(address: SocketAddr, what: &str) {
+    eventually(
+        &format!("{what} listening on {address}"),
+        Duration::from_secs(20),
+        async || tokio::net::TcpStream::connect(address).await.is_ok(),
+    )
+    .await;
 }

@@ -13,25 +13,59 @@ pub struct Proc {
     pub name: String,
     child: Option<Child>,
     pub log: PathBuf,
+    /// The command line and environment it was started with, for [`Proc::restart`].
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Proc {
     pub fn spawn(name: &str, dir: &Path, args: &[String]) -> Proc {
+        Proc::spawn_with_env(name, dir, args, &[])
+    }
+
+    /// Like [`Proc::spawn`], with more environment variables (say, `LD_PRELOAD` and
+    /// `FAKETIME` for a process whose clock is off).
+    pub fn spawn_with_env(
+        name: &str,
+        dir: &Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Proc {
         let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("create log file");
-        let child = Command::new(ringpush_binary())
-            .args(args)
+        let mut proc = Proc {
+            name: name.to_owned(),
+            child: None,
+            log,
+            args: args.to_vec(),
+            env: env.to_vec(),
+        };
+        std::fs::File::create(&proc.log).expect("create log file");
+        proc.child = Some(proc.start_child());
+        proc
+    }
+
+    /// Starts the process's command, its output appended to its log.
+    fn start_child(&self) -> Child {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .expect("open log file");
+        Command::new(ringpush_binary())
+            .args(&self.args)
             .env("RINGPUSH_LOG", "info,ringpush_connector=debug")
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("clone log file"))
             .stderr(file)
             .spawn()
-            .expect("spawn ringpush");
-        Proc {
-            name: name.to_owned(),
-            child: Some(child),
-            log,
-        }
+            .expect("spawn ringpush")
+    }
+
+    /// Kills the process (SIGKILL) if it still runs, and starts it again with the same
+    /// arguments and environment; the new one's output goes on in the same log.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.child = Some(self.start_child());
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,7 +1,9 @@
 //! Real servers for tests: `redis-server` and a Redis Cluster on free loopback ports.
 //!
 //! - [`free_port`]: a loopback port nobody listens on right now.
-//! - [`RedisServer`]: one `redis-server` in its own temporary directory, gone on drop.
+//! - [`RedisServer`]: one `redis-server` in its own temporary directory, gone on drop; it can
+//!   be killed (SIGKILL) and restarted on the same port and data directory, for tests of
+//!   what survives a crash (with `--appendonly yes`).
 //! - [`RedisCluster`]: several cluster-enabled servers joined with `redis-cli --cluster
 //!   create`, every slot served, gone on drop.
 //!
@@ -59,10 +61,13 @@ pub fn free_port() -> u16 {
 /// server and waits for it.
 pub struct RedisServer {
     port: u16,
+    /// The arguments given after the defaults, kept for a restart.
+    extra_args: Vec<String>,
     /// Holds the guard's stdin open; closing it stops the server.
     guard_stdin: Option<ChildStdin>,
     guard: Child,
-    /// Working directory (logs, cluster state, dumps); removed after the server stops.
+    /// Working directory (logs, cluster state, dumps, the append-only file); removed after
+    /// the server stops, kept across a restart.
     dir: tempfile::TempDir,
 }
 
@@ -75,22 +80,78 @@ impl RedisServer {
     /// A server with extra `redis-server` arguments, given after the defaults so that they
     /// win (e.g. `["--appendonly", "yes"]`).
     pub fn start_with_args(extra_args: &[&str]) -> Self {
+        require_binary("redis-server");
+        let extra_args: Vec<String> = extra_args.iter().map(|arg| arg.to_string()).collect();
         let mut last_failure = String::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            match Self::try_start(port, extra_args) {
-                Ok(server) => return server,
+            let dir = tempfile::tempdir().expect("a temporary directory for redis-server");
+            match Self::try_start(port, &extra_args, dir.path()) {
+                Ok((guard, guard_stdin)) => {
+                    return Self {
+                        port,
+                        extra_args,
+                        guard_stdin: Some(guard_stdin),
+                        guard,
+                        dir,
+                    };
+                }
                 Err(failure) => last_failure = failure,
             }
         }
         panic!("redis-server did not start after {START_ATTEMPTS} attempts: {last_failure}");
     }
 
-    fn try_start(port: u16, extra_args: &[&str]) -> Result<Self, String> {
-        require_binary("redis-server");
-        let dir = tempfile::tempdir().map_err(|error| format!("temp dir: {error}"))?;
+    /// Kills the server with SIGKILL (no shutdown save, no goodbye to clients) and waits for
+    /// it to be gone; [`restart`](Self::restart) starts it again. What it had acknowledged
+    /// survives only as far as its persistence options say (`--appendonly yes
+    /// --appendfsync always`: every acknowledged write).
+    pub fn kill9(&mut self) {
+        if let Ok(info) = self.command(&["INFO", "server"]) {
+            let pid = info
+                .lines()
+                .find_map(|line| line.strip_prefix("process_id:"))
+                .map(|pid| pid.trim().to_owned());
+            if let Some(pid) = pid {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
+        }
+        self.stop();
+    }
+
+    /// Starts the server again, stopped or not, on the same port, in the same directory and
+    /// with the same arguments, and waits until it answers PING (it has read its data back
+    /// by then). Panics if it cannot.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut last_failure = String::new();
+        // The port was ours a moment ago; retried briefly in case the old socket lingers.
+        for _ in 0..START_ATTEMPTS {
+            match Self::try_start(self.port, &self.extra_args, self.dir.path()) {
+                Ok((guard, guard_stdin)) => {
+                    self.guard = guard;
+                    self.guard_stdin = Some(guard_stdin);
+                    return;
+                }
+                Err(failure) => last_failure = failure,
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "redis-server did not restart on port {} after {START_ATTEMPTS} attempts: {last_failure}",
+            self.port
+        );
+    }
+
+    /// Starts a guarded server and waits until it answers PING; answers the guard and the
+    /// pipe that keeps it alive.
+    fn try_start(
+        port: u16,
+        extra_args: &[String],
+        dir: &Path,
+    ) -> Result<(Child, ChildStdin), String> {
         let port_text = port.to_string();
-        let log_file = dir.path().join("redis.log");
+        let log_file = dir.join("redis.log");
         let mut args: Vec<&str> = vec![
             "--port",
             &port_text,
@@ -105,42 +166,38 @@ impl RedisServer {
             "--logfile",
             log_file.to_str().ok_or("temp dir path is not UTF-8")?,
         ];
-        args.extend_from_slice(extra_args);
+        args.extend(extra_args.iter().map(String::as_str));
         let mut guard = Command::new("sh")
             .arg("-c")
             .arg(GUARD_SCRIPT)
             .arg("redis-guard")
             .args(&args)
-            .current_dir(dir.path())
+            .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|error| format!("spawn sh: {error}"))?;
-        let guard_stdin = guard.stdin.take();
-        let mut server = Self {
-            port,
-            guard_stdin,
-            guard,
-            dir,
-        };
+        let mut guard_stdin = guard.stdin.take();
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
+            // A server loading a large append-only file answers -LOADING until it is done.
             if matches!(redis_command(port, &["PING"]), Ok(reply) if reply == "PONG") {
-                return Ok(server);
+                let guard_stdin = guard_stdin.take().expect("the guard's stdin is piped");
+                return Ok((guard, guard_stdin));
             }
-            if let Ok(Some(status)) = server.guard.try_wait() {
+            if let Ok(Some(status)) = guard.try_wait() {
                 return Err(format!(
                     "redis-server on port {port} exited ({status}): {}",
-                    server.log_tail()
+                    log_tail(dir)
                 ));
             }
             if Instant::now() > deadline {
                 let failure = format!(
                     "redis-server on port {port} did not answer PING within {STARTUP_TIMEOUT:?}: {}",
-                    server.log_tail()
+                    log_tail(dir)
                 );
-                server.stop();
+                stop_guard(&mut guard, guard_stdin.take());
                 return Err(failure);
             }
             std::thread::sleep(POLL_EVERY);
@@ -169,27 +226,33 @@ impl RedisServer {
 
     /// Stops the server now and waits for it (what dropping it does).
     pub fn stop(&mut self) {
-        // Closing the pipe makes the guard kill the server and reap it, then exit.
-        drop(self.guard_stdin.take());
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            match self.guard.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) if Instant::now() > deadline => {
-                    let _ = self.guard.kill();
-                    let _ = self.guard.wait();
-                    return;
-                }
-                Ok(None) => std::thread::sleep(POLL_EVERY),
+        stop_guard(&mut self.guard, self.guard_stdin.take());
+    }
+}
+
+/// Stops a guard and its server and waits for them: closing the pipe makes the guard kill
+/// the server and reap it, then exit.
+fn stop_guard(guard: &mut Child, guard_stdin: Option<ChildStdin>) {
+    drop(guard_stdin);
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        match guard.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) if Instant::now() > deadline => {
+                let _ = guard.kill();
+                let _ = guard.wait();
+                return;
             }
+            Ok(None) => std::thread::sleep(POLL_EVERY),
         }
     }
+}
 
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(5)..].join(" | ")
-    }
+/// The last lines of the server log in `dir`, on one line.
+fn log_tail(dir: &Path) -> String {
+    let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
 }
 
 impl Drop for RedisServer {
@@ -336,6 +399,22 @@ mod tests {
         let server = RedisServer::start_with_args(&["--maxmemory", "12345678"]);
         let reply = server.command(&["CONFIG", "GET", "maxmemory"]).unwrap();
         assert!(reply.contains("12345678"), "{reply}");
+    }
+
+    #[test]
+    fn a_killed_server_restarts_on_its_port_with_its_append_only_data() {
+        let mut server =
+            RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"]);
+        let port = server.port();
+        assert_eq!(server.command(&["SET", "k", "kept"]).unwrap(), "OK");
+        server.kill9();
+        assert!(
+            redis_command(port, &["PING"]).is_err(),
+            "the server is gone"
+        );
+        server.restart();
+        assert_eq!(server.port(), port);
+        assert_eq!(server.command(&["GET", "k"]).unwrap(), "kept");
     }
 
     #[test]
