@@ -1,12 +1,16 @@
-//! Accepting device sockets and handing them to the shards, round robin.
+//! Accepting device sockets and handing them to the shards, round robin, after the per
+//! address connection rate (a socket over it is answered `429` with `Retry-After` and
+//! closed before it costs a shard anything; its device backs off and comes back).
 //!
 //! The listener is read through an `AsyncFd` on the std listener, so an accepted socket goes
 //! straight to a shard's epoll set without ever being registered with tokio.
 
-use std::io::ErrorKind;
-use std::net::TcpListener;
+use std::io::{ErrorKind, Write};
+use std::net::{IpAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use ringpush_limits::TokenBuckets;
 
 use tokio::io::unix::AsyncFd;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +47,7 @@ pub(crate) async fn run(
     stop: CancellationToken,
 ) {
     let mut next_shard = 0usize;
+    let mut per_address = shared.config.connections_per_ip.map(TokenBuckets::new);
     loop {
         let mut guard = tokio::select! {
             () = stop.cancelled() => return,
@@ -56,7 +61,16 @@ pub(crate) async fn run(
         };
         for _ in 0..ACCEPTS_PER_WAKE {
             let stream = match guard.get_inner().accept() {
-                Ok((stream, _peer)) => stream,
+                Ok((stream, peer)) => match &mut per_address {
+                    Some(limit) => match limit.take(&peer.ip(), 1.0, Instant::now()) {
+                        Ok(()) => stream,
+                        Err(wait) => {
+                            refuse_over_rate(stream, peer.ip(), wait);
+                            continue;
+                        }
+                    },
+                    None => stream,
+                },
                 Err(error) if error.kind() == ErrorKind::WouldBlock => {
                     guard.clear_ready();
                     break;
@@ -98,4 +112,26 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// Answers a connection over its address's rate with `429 Too Many Requests` and closes it.
+/// The socket is new, so its send buffer has room for the few bytes; if not, it just closes.
+fn refuse_over_rate(mut stream: TcpStream, address: IpAddr, wait: Duration) {
+    metrics::counter!("ringpush_connector_connections_refused_total", "reason" => "address_rate")
+        .increment(1);
+    tracing::debug!(%address, ?wait, "connection over its address's rate refused");
+    let retry_after = wait.as_secs().max(1);
+    let body = format!("too many new connections from {address}; retry after {retry_after} s\n");
+    let mut answer = Vec::with_capacity(200 + body.len());
+    answer.extend_from_slice(
+        format!(
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: {retry_after}\r\nContent-Type: \
+             text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    answer.extend_from_slice(body.as_bytes());
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.write(&answer);
 }

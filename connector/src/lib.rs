@@ -91,9 +91,18 @@ pub struct ConnectorConfig {
     pub max_pending_output_bytes: usize,
     /// How long a drain waits for devices to leave before closing the rest.
     pub drain_timeout: Duration,
+    /// New connections allowed per client address (`None`: no limit). Many devices can share
+    /// one address behind a carrier's NAT: keep the burst well above a reconnect wave's share.
+    pub connections_per_ip: Option<ringpush_limits::Rate>,
     /// Lease and ring-watch timing.
     pub membership: MembershipConfig,
 }
+
+/// The default bound on new connections per client address: 100 a second, 2,000 at once.
+pub const DEFAULT_CONNECTIONS_PER_IP: ringpush_limits::Rate = ringpush_limits::Rate {
+    per_second: 100.0,
+    burst: 2000.0,
+};
 
 impl Default for ConnectorConfig {
     fn default() -> Self {
@@ -107,6 +116,7 @@ impl Default for ConnectorConfig {
             replay_batch: 100,
             max_pending_output_bytes: 256 * 1024,
             drain_timeout: Duration::from_secs(10),
+            connections_per_ip: Some(DEFAULT_CONNECTIONS_PER_IP),
             membership: MembershipConfig::default(),
         }
     }
@@ -129,6 +139,11 @@ impl ConnectorConfig {
         }
         if self.max_frame_bytes < 64 {
             return invalid("max_frame_bytes must be at least 64");
+        }
+        if let Some(rate) = self.connections_per_ip
+            && !(rate.per_second > 0.0 && rate.burst >= 1.0)
+        {
+            return invalid("connections_per_ip must allow at least one connection");
         }
         if self.max_pending_output_bytes < self.max_frame_bytes {
             return invalid("max_pending_output_bytes must be at least max_frame_bytes");
