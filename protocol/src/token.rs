@@ -11,6 +11,8 @@
 //! This module parses, signs and checks the signature; which keys are live, and what to do
 //! with a token near its expiry, is the caller's policy (see `ringpush_store::AppRecord`).
 
+use std::fmt;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -24,6 +26,9 @@ const PREFIX: &str = "dt1";
 pub const MAX_KEY_ID_LEN: usize = 40;
 /// The longest token text accepted (a little above the longest a valid one can be).
 pub const MAX_TOKEN_LEN: usize = 160;
+/// The latest time a token may name (ms since the epoch): times are at most 15 digits, so
+/// a token stays under [`MAX_TOKEN_LEN`] (this is the year 33658).
+pub const MAX_TIME_MS: i64 = 999_999_999_999_999;
 /// Bytes of a token-signing key.
 pub const SECRET_LEN: usize = 32;
 
@@ -86,6 +91,9 @@ impl<'a> DeviceToken<'a> {
     }
 
     /// Signs a token for `device` with the key `key_id` whose secret is `secret`.
+    ///
+    /// The caller keeps to what [`DeviceToken::parse`] accepts: a valid key id
+    /// ([`valid_key_id`]) and `0 <= issued_at_ms < expires_at_ms <= MAX_TIME_MS`.
     pub fn sign(
         device: DeviceId,
         key_id: &str,
@@ -97,11 +105,18 @@ impl<'a> DeviceToken<'a> {
             valid_key_id(key_id),
             "key ids are checked where they are made"
         );
+        debug_assert!(
+            0 <= issued_at_ms && issued_at_ms < expires_at_ms && expires_at_ms <= MAX_TIME_MS,
+            "token times out of range: {issued_at_ms}..{expires_at_ms}"
+        );
         let signature = mac(device, key_id, secret, issued_at_ms, expires_at_ms).finalize();
-        format!(
-            "{PREFIX}.{key_id}.{issued_at_ms}.{expires_at_ms}.{}",
-            URL_SAFE_NO_PAD.encode(signature.into_bytes())
-        )
+        DeviceToken {
+            key_id,
+            issued_at_ms,
+            expires_at_ms,
+            signature: signature.into_bytes().into(),
+        }
+        .to_string()
     }
 
     /// Whether `secret` signed this token for `device` (in constant time).
@@ -120,6 +135,21 @@ impl<'a> DeviceToken<'a> {
     /// How long the token was issued for.
     pub fn lifetime_ms(&self) -> i64 {
         self.expires_at_ms - self.issued_at_ms
+    }
+}
+
+/// The text form, which [`DeviceToken::parse`] reads back: a token has exactly one (the
+/// numbers are canonical and the signature's base64 has no padding or stray bits).
+impl fmt::Display for DeviceToken<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{PREFIX}.{}.{}.{}.{}",
+            self.key_id,
+            self.issued_at_ms,
+            self.expires_at_ms,
+            URL_SAFE_NO_PAD.encode(self.signature)
+        )
     }
 }
 
@@ -145,8 +175,9 @@ fn mac(
     mac
 }
 
-/// A non-negative number of milliseconds of at most 15 digits, written one way only (no
-/// sign, no leading zero), so that a token has one text form.
+/// A non-negative number of milliseconds of at most 15 digits (so at most
+/// [`MAX_TIME_MS`]), written one way only (no sign, no leading zero), so that a token has
+/// one text form.
 fn millis(text: &str) -> Option<i64> {
     let canonical = text == "0" || !text.starts_with('0');
     if text.is_empty()
@@ -176,6 +207,7 @@ mod tests {
         assert_eq!(token.key_id, "tk_1");
         assert_eq!((token.issued_at_ms, token.expires_at_ms), (1_000, 5_000));
         assert_eq!(token.lifetime_ms(), 4_000);
+        assert_eq!(token.to_string(), text, "one text form");
         assert!(token.verify(device(1), &SECRET));
         assert!(!token.verify(device(2), &SECRET), "bound to one device");
         assert!(!token.verify(device(1), &[8; 32]), "bound to one key");

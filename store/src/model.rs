@@ -51,7 +51,10 @@ impl AppRecord {
             &key.id,
             &key.hash,
             now_ms,
-            now_ms.saturating_add(lifetime_ms.max(1)),
+            // A token names times of at most 15 digits: a lifetime past them is cut there.
+            now_ms
+                .saturating_add(lifetime_ms.max(1))
+                .min(ringpush_protocol::token::MAX_TIME_MS),
         ))
     }
 
@@ -450,6 +453,21 @@ mod token_tests {
         assert!(app.check_device_token(device, &renewed, 5_000).is_ok());
         app.keys[0].revoked_at_ms = Some(6_000);
         assert_eq!(app.issue_device_token(device, 7_000, 60_000), None);
+    }
+
+    #[test]
+    fn a_lifetime_past_the_last_token_time_is_cut_there() {
+        // A token names times of at most 15 digits; an expiry past that would make a token
+        // that no connector can parse.
+        let device = DeviceId(10);
+        let app = app(vec![signing_key("tk_1", 1)]);
+        let token = app
+            .issue_device_token(device, 1_000, i64::MAX)
+            .expect("a key");
+        let checked = app
+            .check_device_token(device, &token, 2_000)
+            .expect("valid");
+        assert_eq!(checked.expires_at_ms, ringpush_protocol::token::MAX_TIME_MS);
     }
 
     #[test]
