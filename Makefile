@@ -6,13 +6,14 @@ dev:
 	cargo run --release -p ringpush -- dev
 
 # The whole test suite, as CI runs it: installs redis-server if missing, then format,
-# lints and every test.
+# lints and every test, then a short run of each fuzz target (deploy/fuzz-smoke.sh).
 test:
 	./deploy/install-test-deps.sh
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace
 	./deploy/api-fuzz.sh target/debug/ringpush
+	./deploy/fuzz-smoke.sh
 
 lint:
 	cargo fmt --all --check
