@@ -66,6 +66,30 @@ pub struct DevArgs {
     /// Mark the portal's session cookie Secure (the controller is served over TLS).
     #[arg(long, env = "RINGPUSH_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    #[command(flatten)]
+    pub quota: SendQuotaArgs,
+}
+
+/// Each app's send quota on a controller (`ringpush dev` and `ringpush controller`).
+#[derive(Debug, Args)]
+pub struct SendQuotaArgs {
+    /// Messages an app may send per second through this controller's REST API (0: no limit).
+    #[arg(long, env = "RINGPUSH_APP_MESSAGES_PER_SECOND")]
+    pub app_messages_per_second: Option<f64>,
+    /// Messages an app may send at once through this controller's REST API.
+    #[arg(long, env = "RINGPUSH_APP_MESSAGES_BURST")]
+    pub app_messages_burst: Option<u32>,
+}
+
+impl SendQuotaArgs {
+    fn apply(&self, controller: &mut crate::settings::ControllerSettings) {
+        if let Some(rate) = self.app_messages_per_second {
+            controller.app_messages_per_second = rate;
+        }
+        if let Some(burst) = self.app_messages_burst {
+            controller.app_messages_burst = burst;
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +123,18 @@ pub struct ConnectorArgs {
     /// Longest wait for devices to leave on SIGTERM.
     #[arg(long, env = "RINGPUSH_DRAIN_TIMEOUT_SECONDS")]
     pub drain_timeout_seconds: Option<u64>,
+    /// New device connections allowed per client address and second (0: no limit).
+    #[arg(long, env = "RINGPUSH_CONNECTIONS_PER_IP_PER_SECOND")]
+    pub connections_per_ip_per_second: Option<f64>,
+    /// New device connections allowed per client address at once.
+    #[arg(long, env = "RINGPUSH_CONNECTIONS_PER_IP_BURST")]
+    pub connections_per_ip_burst: Option<u32>,
+    /// Unsent output a device connection may hold before it is cut as a slow consumer.
+    #[arg(long, env = "RINGPUSH_MAX_PENDING_OUTPUT_BYTES")]
+    pub max_pending_output_bytes: Option<usize>,
+    /// Each device socket's kernel send buffer in bytes (0: the kernel's own, growing).
+    #[arg(long, env = "RINGPUSH_SOCKET_SEND_BUFFER_BYTES")]
+    pub socket_send_buffer_bytes: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +185,8 @@ pub struct ControllerArgs {
     /// Mark the portal's session cookie Secure (the controller is served over TLS).
     #[arg(long, env = "RINGPUSH_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    #[command(flatten)]
+    pub quota: SendQuotaArgs,
 }
 
 fn load_settings(
@@ -194,6 +232,15 @@ fn connector_config(settings: &Settings) -> ringpush_connector::ConnectorConfig 
         max_frame_bytes: c.max_frame_bytes,
         ping_interval: Duration::from_secs(c.ping_interval_seconds),
         drain_timeout: Duration::from_secs(c.drain_timeout_seconds),
+        max_pending_output_bytes: c.max_pending_output_bytes,
+        socket_send_buffer_bytes: (c.socket_send_buffer_bytes > 0)
+            .then_some(c.socket_send_buffer_bytes),
+        connections_per_ip: (c.connections_per_ip_per_second > 0.0).then_some(
+            ringpush_limits::Rate {
+                per_second: c.connections_per_ip_per_second,
+                burst: f64::from(c.connections_per_ip_burst),
+            },
+        ),
         membership: settings.membership(),
         ..defaults
     }
@@ -208,6 +255,10 @@ fn controller_config(settings: &Settings) -> ControllerConfig {
     config.default_ttl_seconds = c.default_ttl_seconds;
     config.inbox.max_inbox_len = c.max_inbox_len;
     config.secure_cookies = c.secure_cookies;
+    config.app_send_rate = (c.app_messages_per_second > 0.0).then_some(ringpush_limits::Rate {
+        per_second: c.app_messages_per_second,
+        burst: f64::from(c.app_messages_burst),
+    });
     config
 }
 
@@ -235,6 +286,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         if let Some(clock) = args.simulated_clock.clone() {
             s.controller.simulated_clock = clock;
         }
+        args.quota.apply(&mut s.controller);
         if args.secure_cookies {
             s.controller.secure_cookies = true;
         }
@@ -344,6 +396,18 @@ pub async fn connector(args: ConnectorArgs) -> anyhow::Result<()> {
         if let Some(d) = args.drain_timeout_seconds {
             s.connector.drain_timeout_seconds = d;
         }
+        if let Some(rate) = args.connections_per_ip_per_second {
+            s.connector.connections_per_ip_per_second = rate;
+        }
+        if let Some(burst) = args.connections_per_ip_burst {
+            s.connector.connections_per_ip_burst = burst;
+        }
+        if let Some(bytes) = args.max_pending_output_bytes {
+            s.connector.max_pending_output_bytes = bytes;
+        }
+        if let Some(bytes) = args.socket_send_buffer_bytes {
+            s.connector.socket_send_buffer_bytes = bytes;
+        }
     })?;
     let metrics = crate::telemetry::init_metrics();
     let shutdown = crate::shutdown::on_signal()?;
@@ -421,6 +485,7 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         if let Some(clock) = args.simulated_clock.clone() {
             s.controller.simulated_clock = clock;
         }
+        args.quota.apply(&mut s.controller);
         if args.secure_cookies {
             s.controller.secure_cookies = true;
         }

@@ -70,6 +70,10 @@ pub struct ControllerSettings {
     /// Mark the portal's session cookie `Secure`: set it when the controller is served over
     /// TLS (a proxy's `X-Forwarded-Proto: https` does the same per request).
     pub secure_cookies: bool,
+    /// Messages an app may send through this controller's REST API per second; 0: no limit.
+    pub app_messages_per_second: f64,
+    /// ... and at once.
+    pub app_messages_burst: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,6 +101,14 @@ pub struct ConnectorSettings {
     pub max_frame_bytes: usize,
     /// Event-loop shards; 0: one per core.
     pub shards: usize,
+    /// New device connections allowed per client address and second; 0: no limit.
+    pub connections_per_ip_per_second: f64,
+    /// ... and at once (a reconnect wave from behind one NAT).
+    pub connections_per_ip_burst: u32,
+    /// Unsent output a connection may hold before it is closed as a slow consumer.
+    pub max_pending_output_bytes: usize,
+    /// Each device socket's kernel send buffer; 0: the kernel's (it grows for slow readers).
+    pub socket_send_buffer_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +117,11 @@ pub struct MembershipSettings {
     pub lease_ttl_ms: u64,
     pub refresh_ms: u64,
     pub vnodes: u32,
+}
+
+/// A rate setting: 0 (no limit), or a positive finite rate with a burst of at least one.
+fn valid_rate(per_second: f64, burst: u32) -> bool {
+    per_second == 0.0 || (per_second.is_finite() && per_second > 0.0 && burst >= 1)
 }
 
 impl Default for Settings {
@@ -137,6 +154,8 @@ impl Default for ControllerSettings {
             campaign_lease_ms: 600_000,
             simulated_clock: String::new(),
             secure_cookies: false,
+            app_messages_per_second: ringpush_controller::DEFAULT_APP_SEND_RATE.per_second,
+            app_messages_burst: ringpush_controller::DEFAULT_APP_SEND_RATE.burst as u32,
         }
     }
 }
@@ -163,6 +182,12 @@ impl Default for ConnectorSettings {
             max_frame_bytes: ringpush_protocol::frame::DEFAULT_MAX_PAYLOAD_BYTES
                 + ringpush_protocol::frame::FRAME_OVERHEAD_BYTES,
             shards: 0,
+            connections_per_ip_per_second: ringpush_connector::DEFAULT_CONNECTIONS_PER_IP
+                .per_second,
+            connections_per_ip_burst: ringpush_connector::DEFAULT_CONNECTIONS_PER_IP.burst as u32,
+            max_pending_output_bytes: ringpush_connector::ConnectorConfig::default()
+                .max_pending_output_bytes,
+            socket_send_buffer_bytes: 0,
         }
     }
 }
@@ -227,6 +252,22 @@ impl Settings {
             bail!(
                 "connector.device_url must start with ws:// or wss://, got {:?}",
                 connector.device_url
+            );
+        }
+        if !valid_rate(
+            connector.connections_per_ip_per_second,
+            connector.connections_per_ip_burst,
+        ) {
+            bail!(
+                "connector.connections_per_ip_per_second must be 0 (no limit) or positive, with connections_per_ip_burst at least 1"
+            );
+        }
+        if !valid_rate(
+            self.controller.app_messages_per_second,
+            self.controller.app_messages_burst,
+        ) {
+            bail!(
+                "controller.app_messages_per_second must be 0 (no limit) or positive, with app_messages_burst at least 1"
             );
         }
         if connector.ping_interval_seconds == 0 {

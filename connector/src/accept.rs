@@ -101,6 +101,9 @@ pub(crate) async fn run(
             }
             // Pushes are small and latency matters more than packet count.
             let _ = stream.set_nodelay(true);
+            if let Some(bytes) = shared.config.socket_send_buffer_bytes {
+                let _ = socket2::SockRef::from(&stream).set_send_buffer_size(bytes);
+            }
             let shard = next_shard % shared.shards.len();
             next_shard = next_shard.wrapping_add(1);
             if shared.shards[shard]

@@ -94,6 +94,10 @@ pub struct ConnectorConfig {
     /// New connections allowed per client address (`None`: no limit). Many devices can share
     /// one address behind a carrier's NAT: keep the burst well above a reconnect wave's share.
     pub connections_per_ip: Option<ringpush_limits::Rate>,
+    /// The kernel send buffer of each device socket (`None`: the kernel's, which grows up to
+    /// `net.ipv4.tcp_wmem`'s maximum, 4 MiB by default, for a device that reads slowly).
+    /// Bounds what a slow consumer holds in the kernel besides `max_pending_output_bytes`.
+    pub socket_send_buffer_bytes: Option<usize>,
     /// Lease and ring-watch timing.
     pub membership: MembershipConfig,
 }
@@ -117,6 +121,7 @@ impl Default for ConnectorConfig {
             max_pending_output_bytes: 256 * 1024,
             drain_timeout: Duration::from_secs(10),
             connections_per_ip: Some(DEFAULT_CONNECTIONS_PER_IP),
+            socket_send_buffer_bytes: None,
             membership: MembershipConfig::default(),
         }
     }

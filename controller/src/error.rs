@@ -22,6 +22,16 @@ pub enum ApiError {
     CsrfFailed,
     #[error("too many failed logins; try again in {retry_after_seconds} s")]
     RateLimited { retry_after_seconds: u64 },
+    #[error(
+        "this app is over its send quota of {per_second} messages a second ({burst} at once) \
+         on this controller; nothing of this request was accepted: retry in \
+         {retry_after_seconds} s"
+    )]
+    QuotaExceeded {
+        per_second: f64,
+        burst: f64,
+        retry_after_seconds: u64,
+    },
     #[error("no key with id {0} in this app")]
     UnknownKey(String),
     #[error("no operator named {0}")]
@@ -70,6 +80,7 @@ impl ApiError {
             Self::MissingScope(_) => (StatusCode::FORBIDDEN, "missing_scope"),
             Self::CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::QuotaExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
             Self::UnknownKey(_) => (StatusCode::NOT_FOUND, "unknown_key"),
             Self::UnknownOperator(_) => (StatusCode::NOT_FOUND, "unknown_operator"),
             Self::UnknownApp(_) => (StatusCode::NOT_FOUND, "unknown_app"),
@@ -110,6 +121,10 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         if let Self::RateLimited {
             retry_after_seconds,
+        }
+        | Self::QuotaExceeded {
+            retry_after_seconds,
+            ..
         } = self
         {
             response.headers_mut().insert(

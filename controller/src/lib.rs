@@ -77,7 +77,18 @@ pub struct ControllerConfig {
     /// once half of this has passed, so a device that connects now and then never sees one
     /// expire; a device away longer registers again.
     pub device_token_lifetime_ms: i64,
+    /// Messages each app may send through this controller's REST API (a send to N devices
+    /// counts N, an audience message 1); `None`: no limit. Campaigns are not counted: they
+    /// were accepted when created and pace themselves.
+    pub app_send_rate: Option<ringpush_limits::Rate>,
 }
+
+/// The default send quota of an app, per controller: 10,000 messages a second, 100,000 at
+/// once.
+pub const DEFAULT_APP_SEND_RATE: ringpush_limits::Rate = ringpush_limits::Rate {
+    per_second: 10_000.0,
+    burst: 100_000.0,
+};
 
 /// Default lifetime of a device token: 90 days.
 pub const DEFAULT_DEVICE_TOKEN_LIFETIME_MS: i64 = 90 * 24 * 3600 * 1000;
@@ -96,6 +107,7 @@ impl ControllerConfig {
             secure_cookies: false,
             region: None,
             device_token_lifetime_ms: DEFAULT_DEVICE_TOKEN_LIFETIME_MS,
+            app_send_rate: Some(DEFAULT_APP_SEND_RATE),
         }
     }
 }
@@ -120,6 +132,9 @@ pub struct ControllerState {
     pub(crate) device_owners: Arc<device_owners::DeviceOwners>,
     /// Across regions: every region's store (writes for an unreachable home are held here).
     pub(crate) regional: Option<RegionalStore>,
+    /// Each app's send quota in this process (a std mutex, held for one bucket update).
+    pub(crate) send_quotas:
+        Option<Arc<std::sync::Mutex<ringpush_limits::TokenBuckets<ringpush_protocol::AppId>>>>,
 }
 
 impl ControllerState {
@@ -132,7 +147,13 @@ impl ControllerState {
         shutdown: CancellationToken,
     ) -> Self {
         let delivery = DeliveryRouter::new(config.delivery, ring, store.clone(), shutdown);
+        let send_quotas = config.app_send_rate.map(|rate| {
+            Arc::new(std::sync::Mutex::new(ringpush_limits::TokenBuckets::new(
+                rate,
+            )))
+        });
         Self {
+            send_quotas,
             admin_token_hash: secret_hash(&config.admin_token),
             store,
             delivery,

@@ -80,6 +80,31 @@ impl ControllerState {
         }
     }
 
+    /// Charges a REST send to its app's quota: one per device of a unicast target, one for
+    /// an audience message. Refused (429), nothing is charged.
+    pub(crate) fn take_send_quota(&self, app: &AppRecord, target: &Target) -> Result<(), ApiError> {
+        let Some(quotas) = &self.send_quotas else {
+            return Ok(());
+        };
+        let cost = match target {
+            Target::Devices(devices) => devices.len(),
+            Target::Aliases(aliases) => aliases.len(),
+            Target::Audience(_) => 1,
+        };
+        let mut quotas = quotas.lock().expect("send quota lock poisoned");
+        let rate = quotas.rate();
+        quotas
+            .take(&app.id, cost as f64, std::time::Instant::now())
+            .map_err(|wait| {
+                metrics::counter!("ringpush_controller_sends_over_quota_total").increment(1);
+                ApiError::QuotaExceeded {
+                    per_second: rate.per_second,
+                    burst: rate.burst,
+                    retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64,
+                }
+            })
+    }
+
     /// How many devices a target reaches now.
     pub async fn reach(&self, app: &AppRecord, target: &Target) -> Result<u64, ApiError> {
         match target {

@@ -44,7 +44,10 @@ impl<K: Hash + Eq + Clone> TokenBuckets<K> {
     /// them); if none has, the map is emptied, which lets every key through once more rather
     /// than refusing keys it cannot track.
     pub fn with_max_keys(rate: Rate, max_keys: usize) -> Self {
-        assert!(rate.per_second > 0.0 && rate.burst >= 1.0, "a rate must let something through");
+        assert!(
+            rate.per_second > 0.0 && rate.burst >= 1.0,
+            "a rate must let something through"
+        );
         Self {
             rate,
             max_keys: max_keys.max(1),
@@ -66,10 +69,7 @@ impl<K: Hash + Eq + Clone> TokenBuckets<K> {
             self.forget_full(now);
         }
         let rate = self.rate;
-        let (tokens, counted) = self
-            .buckets
-            .entry(key.clone())
-            .or_insert((rate.burst, now));
+        let (tokens, counted) = self.buckets.entry(key.clone()).or_insert((rate.burst, now));
         let elapsed = now.saturating_duration_since(*counted).as_secs_f64();
         *tokens = (*tokens + elapsed * rate.per_second).min(rate.burst);
         *counted = now;
@@ -139,7 +139,11 @@ mod tests {
         assert_eq!(buckets.take(&1, 3.0, now), Ok(()));
         let wait = buckets.take(&1, 3.0, now).unwrap_err();
         assert!((wait.as_secs_f64() - 0.1).abs() < 0.01, "{wait:?}");
-        assert_eq!(buckets.take(&1, 2.0, now), Ok(()), "the refusal took nothing");
+        assert_eq!(
+            buckets.take(&1, 2.0, now),
+            Ok(()),
+            "the refusal took nothing"
+        );
         // More than the burst passes with a full bucket only, and empties it.
         assert_eq!(buckets.take(&2, 50.0, now), Ok(()));
         let wait = buckets.take(&2, 50.0, now).unwrap_err();
@@ -161,7 +165,10 @@ mod tests {
         buckets.take(&5, 1.0, now).unwrap();
         let later = now + Duration::from_millis(450);
         buckets.take(&6, 1.0, later).unwrap();
-        assert!(buckets.take(&4, 1.0, later).is_ok(), "4 refilled 4.5 tokens");
+        assert!(
+            buckets.take(&4, 1.0, later).is_ok(),
+            "4 refilled 4.5 tokens"
+        );
         assert!(buckets.len() <= 3);
     }
 }

@@ -69,6 +69,7 @@ pub(crate) async fn send_messages(
     let app = credentials.app(&state, &app_id, Access::Send).await?;
     let headers = &credentials.headers;
     let send = SendRequest::from_json(&body)?.validate(&state.config)?;
+    state.take_send_quota(&app, &send.target)?;
     let idempotency_key = idempotency_key(&state, &app, headers, &body).await?;
     let context = SendContext {
         idempotency_key,
