@@ -1,4 +1,5 @@
-//! Real servers for tests: `redis-server` and a Redis Cluster on free loopback ports.
+//! Real servers for tests: `redis-server` and a Redis Cluster on free loopback ports, and a
+//! throwaway PKI ([`TestPki`]) for TLS tests.
 //!
 //! - [`free_port`]: a loopback port nobody listens on right now.
 //! - [`RedisServer`]: one `redis-server` in its own temporary directory, gone on drop; it can
@@ -15,6 +16,7 @@
 //! What it does not do: anything async (callers poll with blocking sockets), or install
 //! Redis (`make test` does; the binaries are taken from `PATH`).
 
+mod pki;
 mod resp;
 
 use std::io::ErrorKind;
@@ -23,6 +25,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use pki::TestPki;
 pub use resp::command as redis_command;
 
 /// How long a server may take to answer PING, or a cluster to report `cluster_state:ok`.
