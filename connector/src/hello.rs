@@ -386,7 +386,9 @@ impl TokenCheckError {
 }
 
 /// Checks the Hello's token against the device's app (see `AppRecord::check_device_token`);
-/// answers a renewed token once half of the presented one's lifetime has passed.
+/// answers a renewed token once half of the presented one's lifetime has passed, or when a
+/// newer token-signing key exists (so that after a rotation every device that connects
+/// moves to the new key, and the old one can be revoked without cutting anyone off).
 async fn check_token(
     shared: &Shared,
     hello: &PendingHello,
@@ -405,7 +407,10 @@ async fn check_token(
         match record.check_device_token(hello.device, &hello.token, now) {
             Ok(token) => {
                 let half_gone = now >= token.issued_at_ms + token.lifetime_ms() / 2;
-                return Ok(half_gone
+                let key_replaced = record
+                    .token_signing_key()
+                    .is_some_and(|newest| newest.id != token.key_id);
+                return Ok((half_gone || key_replaced)
                     .then(|| record.issue_device_token(hello.device, now, token.lifetime_ms()))
                     .flatten());
             }

@@ -1,6 +1,6 @@
 //! Device tokens on a connector: signed by the app's token-signing key and bound to one
 //! device; refused once expired or once their key is revoked (within the app cache's time);
-//! renewed in the Welcome once half their lifetime has passed.
+//! renewed in the Welcome once half their lifetime has passed, or once a newer key signs.
 
 mod common;
 
@@ -100,7 +100,13 @@ async fn a_new_signing_key_works_at_once_and_a_revoked_one_stops_within_the_cach
         now_ms(),
         now_ms() + 3_600_000,
     );
-    assert!(hello(&url, device, &new_token).await.is_ok());
+    assert_eq!(hello(&url, device, &new_token).await, Ok(String::new()));
+    // A device still on the old key is moved to the new one at its next connection, so the
+    // old key can be revoked without cutting anyone off.
+    let moved = hello(&url, device, &old_token)
+        .await
+        .expect("the old key still works");
+    assert_eq!(DeviceToken::parse(&moved).unwrap().key_id, "tokens-2");
 
     let revoked_at = Instant::now();
     assert!(
