@@ -241,6 +241,12 @@ async fn bad_sends_get_clear_errors_and_accept_nothing() {
             StatusCode::BAD_REQUEST,
             "invalid_request",
         ),
+        // The cap on devices per request (1,000 by default).
+        (
+            json!({ "device_ids": vec![device.clone(); 1001], "data": "x" }),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
         (
             json!({ "device_ids": [device] }),
             StatusCode::BAD_REQUEST,
