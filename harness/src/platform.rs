@@ -190,7 +190,14 @@ impl Platform {
             "10".into(),
         ];
         args.extend(membership_flags(RING_REFRESH_MS));
-        let proc = Proc::spawn_with_env(&id, self.dir.path(), &args, &options.env);
+        // Tests hold thousands of simulated devices on one loopback address: no bound on
+        // connections per address unless the options set one (later entries win).
+        let mut env = vec![(
+            "RINGPUSH_CONNECTIONS_PER_IP_PER_SECOND".to_owned(),
+            "0".to_owned(),
+        )];
+        env.extend(options.env);
+        let proc = Proc::spawn_with_env(&id, self.dir.path(), &args, &env);
         wait_for_port(device_addr, Duration::from_secs(20));
         wait_for_port(grpc_addr, Duration::from_secs(20));
         self.connectors.push(ConnectorProc {
