@@ -115,6 +115,25 @@ async fn an_app_over_its_send_quota_is_refused_with_retry_after_and_nothing_is_a
     assert_eq!(pending(&platform, &app, &key, &device).await, 6);
 }
 
+/// A platform whose one connector runs with these environment variables.
+async fn with_connector_env(env: &[(&str, &str)]) -> Platform {
+    let mut platform = Platform::start_with(PlatformOptions {
+        connectors: 0,
+        ..PlatformOptions::default()
+    })
+    .await;
+    platform
+        .add_connector_with(ConnectorOptions {
+            env: env
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            ..ConnectorOptions::default()
+        })
+        .await;
+    platform
+}
+
 /// Opens a WebSocket upgrade from `from` to `to`; answers the status line of the answer.
 async fn upgrade_status(from: &str, to: SocketAddr) -> String {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -138,23 +157,11 @@ async fn upgrade_status(from: &str, to: SocketAddr) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_connections_from_one_address_are_bounded_and_other_addresses_are_not() {
-    let mut platform = Platform::start_with(PlatformOptions {
-        connectors: 0,
-        ..PlatformOptions::default()
-    })
+    let platform = with_connector_env(&[
+        ("RINGPUSH_CONNECTIONS_PER_IP_PER_SECOND", "0.5"),
+        ("RINGPUSH_CONNECTIONS_PER_IP_BURST", "3"),
+    ])
     .await;
-    platform
-        .add_connector_with(ConnectorOptions {
-            env: vec![
-                (
-                    "RINGPUSH_CONNECTIONS_PER_IP_PER_SECOND".into(),
-                    "0.5".into(),
-                ),
-                ("RINGPUSH_CONNECTIONS_PER_IP_BURST".into(), "3".into()),
-            ],
-            ..ConnectorOptions::default()
-        })
-        .await;
     let address = platform.connectors[0].device_addr;
     let mut statuses = Vec::new();
     for _ in 0..5 {
@@ -200,20 +207,11 @@ async fn new_connections_from_one_address_are_bounded_and_other_addresses_are_no
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_cut_off_and_later_gets_every_message_in_order() {
-    let mut platform = Platform::start_with(PlatformOptions {
-        connectors: 0,
-        ..PlatformOptions::default()
-    })
+    let platform = with_connector_env(&[
+        ("RINGPUSH_MAX_PENDING_OUTPUT_BYTES", "16384"),
+        ("RINGPUSH_SOCKET_SEND_BUFFER_BYTES", "16384"),
+    ])
     .await;
-    platform
-        .add_connector_with(ConnectorOptions {
-            env: vec![
-                ("RINGPUSH_MAX_PENDING_OUTPUT_BYTES".into(), "16384".into()),
-                ("RINGPUSH_SOCKET_SEND_BUFFER_BYTES".into(), "16384".into()),
-            ],
-            ..ConnectorOptions::default()
-        })
-        .await;
     let (app, key, client_key) = platform.create_app().await;
     let identity = register(&platform, &app, &client_key).await;
     let device = identity.device_id.to_string();

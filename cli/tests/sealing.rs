@@ -43,6 +43,22 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|window| window == needle.as_bytes())
 }
 
+/// Starts an SDK device (it registers, keeping its identity in `state`), then stops it;
+/// answers its id.
+async fn register_and_leave(
+    platform: &Platform,
+    app: &str,
+    client_key: &str,
+    state: &std::path::Path,
+) -> String {
+    let client = Client::start(device_config(platform, app, client_key, state))
+        .await
+        .unwrap();
+    let device = client.device_id().to_string();
+    client.close().await;
+    device
+}
+
 async fn next(client: &mut Client) -> Message {
     tokio::time::timeout(Duration::from_secs(30), client.next_message())
         .await
@@ -77,26 +93,10 @@ async fn with_sealing_on_redis_holds_only_ciphertext_and_the_device_reads_the_me
     };
     let sealed_state = state("sealed");
     let plain_state = state("plain");
-    let client = Client::start(device_config(
-        &platform,
-        &sealed_app,
-        &sealed_client_key,
-        &sealed_state,
-    ))
-    .await
-    .unwrap();
-    let sealed_device = client.device_id().to_string();
-    client.close().await;
-    let client = Client::start(device_config(
-        &platform,
-        &plain_app,
-        &plain_client_key,
-        &plain_state,
-    ))
-    .await
-    .unwrap();
-    let plain_device = client.device_id().to_string();
-    client.close().await;
+    let sealed_device =
+        register_and_leave(&platform, &sealed_app, &sealed_client_key, &sealed_state).await;
+    let plain_device =
+        register_and_leave(&platform, &plain_app, &plain_client_key, &plain_state).await;
 
     let marker = format!("marker-{:016x}", rand::random::<u64>());
     let short = format!("{marker} the launch code is 0000");
