@@ -4,12 +4,14 @@
 //!   `dispatcher`, `controller` (each alone, on Redis);
 //! - [`client`]: `app create`, `send` and `listen` (a device built on the SDK);
 //! - [`operator`]: `operator create` (portal operators);
-//! - [`settings`]: defaults, TOML file, environment and flags;
+//! - [`settings`]: defaults, TOML file, environment and flags (TLS files checked there);
+//! - [`https`]: the controller and the dispatcher served over TLS;
 //! - [`telemetry`] and [`shutdown`]: logs, metrics, signals.
 //!
 //! Exit codes: 0 success, 1 a failed operation, 64 invalid configuration or usage.
 
 pub mod client;
+pub mod https;
 pub mod operator;
 pub mod regions;
 pub mod send;

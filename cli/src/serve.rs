@@ -135,6 +135,22 @@ pub struct ConnectorArgs {
     /// Each device socket's kernel send buffer in bytes (0: the kernel's own, growing).
     #[arg(long, env = "RINGPUSH_SOCKET_SEND_BUFFER_BYTES")]
     pub socket_send_buffer_bytes: Option<usize>,
+    /// Serve the internal gRPC over TLS with this certificate chain (PEM; with --grpc-tls-key).
+    #[arg(long, env = "RINGPUSH_GRPC_TLS_CERT")]
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// The private key of --grpc-tls-cert (PEM).
+    #[arg(long, env = "RINGPUSH_GRPC_TLS_KEY")]
+    pub grpc_tls_key: Option<PathBuf>,
+    /// Require gRPC clients (controllers) to present a certificate issued by this CA (PEM):
+    /// mutual TLS.
+    #[arg(long, env = "RINGPUSH_GRPC_CLIENT_CA")]
+    pub grpc_client_ca: Option<PathBuf>,
+}
+
+fn set_path(target: &mut PathBuf, value: &Option<PathBuf>) {
+    if let Some(path) = value {
+        target.clone_from(path);
+    }
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +163,12 @@ pub struct DispatcherArgs {
     /// Listen address.
     #[arg(long, env = "RINGPUSH_DISPATCHER_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Serve over TLS with this certificate chain (PEM; with --tls-key).
+    #[arg(long, env = "RINGPUSH_DISPATCHER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "RINGPUSH_DISPATCHER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +209,24 @@ pub struct ControllerArgs {
     pub secure_cookies: bool,
     #[command(flatten)]
     pub quota: SendQuotaArgs,
+    /// Serve the REST API and the portal over TLS with this certificate chain (PEM; with
+    /// --tls-key).
+    #[arg(long, env = "RINGPUSH_CONTROLLER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "RINGPUSH_CONTROLLER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Dial connectors' gRPC over TLS, trusting this CA (PEM); connectors must advertise
+    /// https:// URLs.
+    #[arg(long, env = "RINGPUSH_CONNECTOR_CA")]
+    pub connector_ca: Option<PathBuf>,
+    /// The certificate (PEM) presented to connectors that require one (mutual TLS; with
+    /// --connector-client-key).
+    #[arg(long, env = "RINGPUSH_CONNECTOR_CLIENT_CERT")]
+    pub connector_client_cert: Option<PathBuf>,
+    /// The private key of --connector-client-cert (PEM).
+    #[arg(long, env = "RINGPUSH_CONNECTOR_CLIENT_KEY", hide_env_values = true)]
+    pub connector_client_key: Option<PathBuf>,
 }
 
 fn load_settings(
@@ -246,6 +286,54 @@ fn connector_config(settings: &Settings) -> ringpush_connector::ConnectorConfig 
     }
 }
 
+/// The connector's gRPC TLS for tonic, from the checked settings.
+fn grpc_server_tls(
+    settings: &Settings,
+) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    let Some(tls) = settings
+        .connector_grpc_tls()
+        .map_err(|e| ConfigError(format!("{e:#}")))?
+    else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let identity = tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+    let mut config = tonic::transport::ServerTlsConfig::new()
+        .identity(identity)
+        .timeout(crate::https::HANDSHAKE_TIMEOUT);
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(config))
+}
+
+/// The controller's TLS towards connectors for tonic, from the checked settings.
+fn connector_client_tls(
+    settings: &Settings,
+) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+    let Some(tls) = settings
+        .connector_client_tls()
+        .map_err(|e| ConfigError(format!("{e:#}")))?
+    else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let mut config = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(read(&tls.ca)?))
+        .timeout(crate::https::HANDSHAKE_TIMEOUT);
+    if let Some((cert, key)) = &tls.identity {
+        config = config.identity(tonic::transport::Identity::from_pem(
+            read(cert)?,
+            read(key)?,
+        ));
+    }
+    Ok(Some(config))
+}
+
 fn controller_config(settings: &Settings) -> ControllerConfig {
     let c = &settings.controller;
     let mut config = ControllerConfig::new(c.admin_token.clone());
@@ -291,6 +379,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             s.controller.secure_cookies = true;
         }
     })?;
+    refuse_tls_in_dev(&settings)?;
     let generated_token = settings.controller.admin_token.is_empty();
     if generated_token {
         settings.controller.admin_token = crate::client::random_token();
@@ -366,6 +455,30 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `ringpush dev` serves plain HTTP and gRPC: TLS settings in its config file would be
+/// silently ignored (or, for gRPC, advertise an https URL nothing serves), so they stop it.
+fn refuse_tls_in_dev(settings: &Settings) -> anyhow::Result<()> {
+    let set = |path: &PathBuf| !path.as_os_str().is_empty();
+    let (c, d, k) = (
+        &settings.controller,
+        &settings.dispatcher,
+        &settings.connector,
+    );
+    let named = [
+        ("controller.tls_cert", set(&c.tls_cert)),
+        ("controller.connector_ca", set(&c.connector_ca)),
+        ("dispatcher.tls_cert", set(&d.tls_cert)),
+        ("connector.grpc_tls_cert", set(&k.grpc_tls_cert)),
+    ];
+    if let Some((name, _)) = named.iter().find(|(_, on)| *on) {
+        return Err(ConfigError(format!(
+            "{name} is set, but `ringpush dev` serves plain HTTP and gRPC: use the connector, dispatcher and controller commands for TLS"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// `ringpush connector`.
 pub async fn connector(args: ConnectorArgs) -> anyhow::Result<()> {
     let settings = load_settings(&args.common, |s| {
@@ -408,6 +521,9 @@ pub async fn connector(args: ConnectorArgs) -> anyhow::Result<()> {
         if let Some(bytes) = args.socket_send_buffer_bytes {
             s.connector.socket_send_buffer_bytes = bytes;
         }
+        set_path(&mut s.connector.grpc_tls_cert, &args.grpc_tls_cert);
+        set_path(&mut s.connector.grpc_tls_key, &args.grpc_tls_key);
+        set_path(&mut s.connector.grpc_client_ca, &args.grpc_client_ca);
     })?;
     let metrics = crate::telemetry::init_metrics();
     let shutdown = crate::shutdown::on_signal()?;
@@ -423,16 +539,19 @@ pub async fn connector(args: ConnectorArgs) -> anyhow::Result<()> {
         let listener = bind("connector admin", address).await?;
         tokio::spawn(serve_admin(listener, metrics, shutdown.clone()));
     }
-    tracing::info!(id = %settings.connector.id, device_url = %settings.connector.device_url, grpc_url = %settings.connector.grpc_url, "connector starting");
-    ringpush_connector::run(
-        connector_config(&settings),
-        device_listener,
-        grpc_listener,
-        store,
-        shutdown,
-    )
-    .await
-    .context("connector failed")?;
+    let mut config = connector_config(&settings);
+    config.grpc_tls = grpc_server_tls(&settings)?;
+    tracing::info!(
+        id = %settings.connector.id,
+        device_url = %settings.connector.device_url,
+        grpc_url = %settings.connector.grpc_url,
+        grpc_tls = config.grpc_tls.is_some(),
+        grpc_client_certificates = !settings.connector.grpc_client_ca.as_os_str().is_empty(),
+        "connector starting"
+    );
+    ringpush_connector::run(config, device_listener, grpc_listener, store, shutdown)
+        .await
+        .context("connector failed")?;
     tracing::info!("connector stopped");
     Ok(())
 }
@@ -446,6 +565,8 @@ pub async fn dispatcher(args: DispatcherArgs) -> anyhow::Result<()> {
         if let Some(a) = args.listen {
             s.dispatcher.listen = a;
         }
+        set_path(&mut s.dispatcher.tls_cert, &args.tls_cert);
+        set_path(&mut s.dispatcher.tls_key, &args.tls_key);
     })?;
     let metrics = crate::telemetry::init_metrics();
     let shutdown = crate::shutdown::on_signal()?;
@@ -454,10 +575,16 @@ pub async fn dispatcher(args: DispatcherArgs) -> anyhow::Result<()> {
     let listener = bind("dispatcher", settings.dispatcher.listen).await?;
     let ring = membership::watch_ring(store, settings.membership(), shutdown.clone()).await;
     let app = ringpush_dispatcher::router(ring).merge(metrics_route(metrics));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .context("dispatcher failed")?;
+    match server_config(settings.dispatcher_tls())? {
+        Some(tls) => {
+            tracing::info!("dispatcher serves HTTPS");
+            crate::https::serve(listener, tls, app, shutdown).await;
+        }
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .context("dispatcher failed")?,
+    }
     Ok(())
 }
 
@@ -489,6 +616,17 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         if args.secure_cookies {
             s.controller.secure_cookies = true;
         }
+        set_path(&mut s.controller.tls_cert, &args.tls_cert);
+        set_path(&mut s.controller.tls_key, &args.tls_key);
+        set_path(&mut s.controller.connector_ca, &args.connector_ca);
+        set_path(
+            &mut s.controller.connector_client_cert,
+            &args.connector_client_cert,
+        );
+        set_path(
+            &mut s.controller.connector_client_key,
+            &args.connector_client_key,
+        );
     })?;
     if settings.controller.admin_token.len() < 16 {
         return Err(ConfigError(
@@ -502,8 +640,20 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let store = stores.store.clone();
     let listener = bind("controller", settings.controller.listen).await?;
     let ring = membership::watch_ring(store.clone(), settings.membership(), shutdown.clone()).await;
+    let tls = server_config(settings.controller_tls())?;
     let mut config = controller_config(&settings);
     config.region = stores.region_code();
+    config.delivery.connector_tls = connector_client_tls(&settings)?;
+    if config.delivery.connector_tls.is_some() {
+        tracing::info!(
+            client_certificate = !settings
+                .controller
+                .connector_client_cert
+                .as_os_str()
+                .is_empty(),
+            "connectors are dialed over TLS"
+        );
+    }
     let mut state =
         ControllerState::new(config, store.clone(), ring, Some(metrics), shutdown.clone())
             .with_clock(campaign_clock(&settings)?);
@@ -512,11 +662,30 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         state = state.across_regions(regional, remote, shutdown.clone());
     }
     let scheduler = spawn_scheduler(&settings, store, state.clone(), shutdown.clone());
-    ringpush_controller::serve(listener, state, shutdown)
-        .await
-        .context("controller failed")?;
+    match tls {
+        Some(tls) => {
+            tracing::info!("controller serves HTTPS");
+            crate::https::serve(listener, tls, ringpush_controller::app(state), shutdown).await;
+        }
+        None => ringpush_controller::serve(listener, state, shutdown)
+            .await
+            .context("controller failed")?,
+    }
     let _ = scheduler.await;
     Ok(())
+}
+
+/// The rustls configuration of an HTTPS listener (HTTP/1.1), if its settings turn TLS on.
+fn server_config(
+    tls: anyhow::Result<Option<ringpush_tls::ServerTls>>,
+) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    let Some(tls) = tls.map_err(|e| ConfigError(format!("{e:#}")))? else {
+        return Ok(None);
+    };
+    let config = tls
+        .config(&[b"http/1.1"])
+        .map_err(|e| ConfigError(e.to_string()))?;
+    Ok(Some(config))
 }
 
 /// The clock of campaign time: the system clock, or the simulated one the settings name

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use ringpush_tls::{ClientTls, ServerTls};
 use serde::{Deserialize, Serialize};
 
 /// Everything a server process can be told, as read from a TOML file.
@@ -74,12 +75,29 @@ pub struct ControllerSettings {
     pub app_messages_per_second: f64,
     /// ... and at once.
     pub app_messages_burst: u32,
+    /// Serve the REST API and the portal over TLS with this certificate chain (PEM; set
+    /// with `tls_key`; empty: plain HTTP).
+    pub tls_cert: PathBuf,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: PathBuf,
+    /// Dial connectors' gRPC over TLS, trusting these CAs (PEM): every connector must then
+    /// advertise an `https://` gRPC URL. Empty: plain `http://`.
+    pub connector_ca: PathBuf,
+    /// The certificate (PEM) this controller presents to connectors that ask for one
+    /// (mutual TLS, `connector.grpc_client_ca`); set with `connector_client_key`.
+    pub connector_client_cert: PathBuf,
+    /// The private key of `connector_client_cert` (PEM).
+    pub connector_client_key: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DispatcherSettings {
     pub listen: SocketAddr,
+    /// Serve over TLS with this certificate chain (PEM; set with `tls_key`; empty: plain).
+    pub tls_cert: PathBuf,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,8 +109,17 @@ pub struct ConnectorSettings {
     /// The device URL advertised on the ring; defaults to `ws://<device_listen>/v1/connect`.
     pub device_url: String,
     pub grpc_listen: SocketAddr,
-    /// The gRPC URL advertised on the ring; defaults to `http://<grpc_listen>`.
+    /// The gRPC URL advertised on the ring; defaults to `http://<grpc_listen>`, or
+    /// `https://<grpc_listen>` when gRPC TLS is on.
     pub grpc_url: String,
+    /// Serve the internal gRPC over TLS with this certificate chain (PEM; set with
+    /// `grpc_tls_key`; empty: plain). Its names must cover the host of `grpc_url`.
+    pub grpc_tls_cert: PathBuf,
+    /// The private key of `grpc_tls_cert` (PEM).
+    pub grpc_tls_key: PathBuf,
+    /// Require a client certificate issued by these CAs (PEM) on the gRPC listener: mutual
+    /// TLS, so only controllers holding one can deliver. Needs `grpc_tls_cert`.
+    pub grpc_client_ca: PathBuf,
     /// Health and metrics (`/healthz`, `/readyz`, `/metrics`) of a standalone connector;
     /// empty: off.
     pub admin_listen: String,
@@ -156,6 +183,11 @@ impl Default for ControllerSettings {
             secure_cookies: false,
             app_messages_per_second: ringpush_controller::DEFAULT_APP_SEND_RATE.per_second,
             app_messages_burst: ringpush_controller::DEFAULT_APP_SEND_RATE.burst as u32,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            connector_ca: PathBuf::new(),
+            connector_client_cert: PathBuf::new(),
+            connector_client_key: PathBuf::new(),
         }
     }
 }
@@ -164,6 +196,8 @@ impl Default for DispatcherSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8081".parse().expect("valid address"),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
         }
     }
 }
@@ -176,6 +210,9 @@ impl Default for ConnectorSettings {
             device_url: String::new(),
             grpc_listen: "127.0.0.1:8083".parse().expect("valid address"),
             grpc_url: String::new(),
+            grpc_tls_cert: PathBuf::new(),
+            grpc_tls_key: PathBuf::new(),
+            grpc_client_ca: PathBuf::new(),
             admin_listen: String::new(),
             ping_interval_seconds: 30,
             drain_timeout_seconds: 10,
@@ -226,6 +263,7 @@ impl Settings {
 
     /// Checks what the types cannot, and fills the values derived from others.
     pub fn validate(mut self) -> anyhow::Result<Self> {
+        let grpc_tls = self.connector_grpc_tls()?.is_some();
         let connector = &mut self.connector;
         if connector.device_url.is_empty() {
             connector.device_url = format!(
@@ -234,8 +272,16 @@ impl Settings {
                 ringpush_protocol::CONNECT_PATH
             );
         }
+        let grpc_scheme = if grpc_tls { "https" } else { "http" };
         if connector.grpc_url.is_empty() {
-            connector.grpc_url = format!("http://{}", connector.grpc_listen);
+            connector.grpc_url = format!("{grpc_scheme}://{}", connector.grpc_listen);
+        }
+        // Without TLS here an https URL may still be right (a proxy in front terminates it).
+        if grpc_tls && !connector.grpc_url.starts_with("https://") {
+            bail!(
+                "connector.grpc_url must start with https:// when gRPC TLS is on (connector.grpc_tls_cert), got {:?}",
+                connector.grpc_url
+            );
         }
         if connector.id.is_empty() {
             connector.id = connector
@@ -292,6 +338,9 @@ impl Settings {
             bail!("membership.lease_ttl_ms must be at least 300 and membership.vnodes positive");
         }
         self.validate_regions()?;
+        self.controller_tls()?;
+        self.dispatcher_tls()?;
+        self.connector_client_tls()?;
         Ok(self)
     }
 
@@ -349,6 +398,66 @@ impl Settings {
         Ok(Some(clock))
     }
 
+    /// The controller's TLS (REST API and portal), if on.
+    pub fn controller_tls(&self) -> anyhow::Result<Option<ServerTls>> {
+        let c = &self.controller;
+        server_tls(
+            ("controller.tls_cert (--tls-cert)", &c.tls_cert),
+            ("controller.tls_key (--tls-key)", &c.tls_key),
+            None,
+        )
+    }
+
+    /// The dispatcher's TLS, if on.
+    pub fn dispatcher_tls(&self) -> anyhow::Result<Option<ServerTls>> {
+        let d = &self.dispatcher;
+        server_tls(
+            ("dispatcher.tls_cert (--tls-cert)", &d.tls_cert),
+            ("dispatcher.tls_key (--tls-key)", &d.tls_key),
+            None,
+        )
+    }
+
+    /// The TLS of the connector's gRPC listener, if on, with the client CA when mutual.
+    pub fn connector_grpc_tls(&self) -> anyhow::Result<Option<ServerTls>> {
+        let c = &self.connector;
+        server_tls(
+            (
+                "connector.grpc_tls_cert (--grpc-tls-cert)",
+                &c.grpc_tls_cert,
+            ),
+            ("connector.grpc_tls_key (--grpc-tls-key)", &c.grpc_tls_key),
+            Some((
+                "connector.grpc_client_ca (--grpc-client-ca)",
+                &c.grpc_client_ca,
+            )),
+        )
+    }
+
+    /// What the controller trusts and presents when it dials connectors, if TLS is on.
+    pub fn connector_client_tls(&self) -> anyhow::Result<Option<ClientTls>> {
+        let c = &self.controller;
+        let ca_setting = "controller.connector_ca (--connector-ca)";
+        let cert_setting = "controller.connector_client_cert (--connector-client-cert)";
+        let key_setting = "controller.connector_client_key (--connector-client-key)";
+        let identity = pair(
+            (cert_setting, &c.connector_client_cert),
+            (key_setting, &c.connector_client_key),
+        )?;
+        let Some(ca) = tls_file(ca_setting, &c.connector_ca)? else {
+            if identity.is_some() {
+                bail!(
+                    "{cert_setting} is set but {ca_setting} is not: a client certificate is for connectors dialed over TLS"
+                );
+            }
+            return Ok(None);
+        };
+        let tls = ClientTls { ca, identity };
+        tls.config(&[])
+            .with_context(|| format!("{ca_setting}, {cert_setting}, {key_setting}"))?;
+        Ok(Some(tls))
+    }
+
     pub fn membership(&self) -> ringpush_store::membership::MembershipConfig {
         ringpush_store::membership::MembershipConfig {
             lease_ttl: Duration::from_millis(self.membership.lease_ttl_ms),
@@ -356,6 +465,65 @@ impl Settings {
             vnodes: self.membership.vnodes,
         }
     }
+}
+
+/// A TLS file setting: `None` when empty, else a file that exists.
+fn tls_file(setting: &str, path: &Path) -> anyhow::Result<Option<PathBuf>> {
+    if path.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_file() => Ok(Some(path.to_owned())),
+        Ok(_) => bail!("{setting}: {} is not a file", path.display()),
+        Err(error) => bail!("{setting}: cannot read {}: {error}", path.display()),
+    }
+}
+
+/// A certificate and its key: both set, or neither.
+fn pair(
+    (cert_setting, cert): (&str, &Path),
+    (key_setting, key): (&str, &Path),
+) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+    match (cert.as_os_str().is_empty(), key.as_os_str().is_empty()) {
+        (true, true) => Ok(None),
+        (false, true) => bail!("{cert_setting} is set but {key_setting} is not: TLS needs both"),
+        (true, false) => bail!("{key_setting} is set but {cert_setting} is not: TLS needs both"),
+        (false, false) => {
+            let cert = tls_file(cert_setting, cert)?.expect("set");
+            let key = tls_file(key_setting, key)?.expect("set");
+            Ok(Some((cert, key)))
+        }
+    }
+}
+
+/// A listener's TLS from its settings: off when the certificate and key are empty; a
+/// client CA (mutual TLS) needs them. The files are read and parsed here, so that a bad
+/// one stops the process at start-up with the setting and the file named.
+fn server_tls(
+    cert: (&str, &Path),
+    key: (&str, &Path),
+    client_ca: Option<(&str, &Path)>,
+) -> anyhow::Result<Option<ServerTls>> {
+    let (cert_setting, key_setting) = (cert.0, key.0);
+    let identity = pair(cert, key)?;
+    let client_ca = match client_ca {
+        Some((setting, path)) => tls_file(setting, path)?.map(|path| (setting, path)),
+        None => None,
+    };
+    let Some((cert, key)) = identity else {
+        if let Some((setting, _)) = client_ca {
+            bail!("{setting} is set but {cert_setting} is not: client certificates need TLS on");
+        }
+        return Ok(None);
+    };
+    let tls = ServerTls {
+        cert,
+        key,
+        client_ca: client_ca.map(|(_, path)| path),
+    };
+    tls.config(&[])
+        .with_context(|| format!("{cert_setting}, {key_setting}"))?;
+    Ok(Some(tls))
 }
 
 #[cfg(test)]

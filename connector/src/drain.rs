@@ -2,7 +2,8 @@
 //!
 //! Start: join the ring (one lease renewal before any device is accepted, so the connector
 //! is on the ring it checks Hellos against), watch the ring, start the batchers, the shards,
-//! the gRPC service and the acceptor.
+//! the gRPC service (over TLS, mutual when a client CA is set, when `grpc_tls` says) and the
+//! acceptor.
 //!
 //! Drain, when the shutdown token fires:
 //! 1. stop accepting, stop renewing the lease and drop it;
@@ -86,6 +87,12 @@ pub(crate) async fn start(
         let (sender, receiver) = mpsc::channel(COMMAND_QUEUE);
         loops.push((io, registry, sender, receiver));
     }
+    let mut grpc_server = tonic::transport::Server::builder();
+    if let Some(tls) = config.grpc_tls.clone() {
+        // Handshakes run beside the accept loop; a failed one is logged at debug by tonic
+        // and closes that connection only.
+        grpc_server = grpc_server.tls_config(tls).map_err(ConnectorError::Grpc)?;
+    }
     let device_listener_addr = device_listener.local_addr().ok();
     let device_listener = accept::listener(device_listener).map_err(ConnectorError::Listener)?;
     let lease_ttl = config.membership.lease_ttl;
@@ -141,7 +148,7 @@ pub(crate) async fn start(
     let grpc_addr = grpc_listener.local_addr().ok();
     let service = ConnectorServer::new(DeliverService::new(shared.clone()))
         .max_decoding_message_size(MAX_DELIVER_REQUEST_BYTES);
-    let server = tonic::transport::Server::builder()
+    let server = grpc_server
         .add_service(service)
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(grpc_listener),

@@ -79,6 +79,9 @@ pub struct ConnectorConfig {
     pub device_url: String,
     /// The advertised address of the internal gRPC service, e.g. `http://10.0.0.5:8083`.
     pub grpc_url: String,
+    /// TLS of the internal gRPC service (`None`: plain HTTP/2); with a client CA in it,
+    /// controllers must present a certificate (mutual TLS). `grpc_url` is then `https://`.
+    pub grpc_tls: Option<tonic::transport::ServerTlsConfig>,
     /// Event loops, each owning a share of the connections.
     pub shards: usize,
     /// The largest WebSocket message accepted from a device (payload bytes).
@@ -114,6 +117,7 @@ impl Default for ConnectorConfig {
             id: "connector-1".to_owned(),
             device_url: format!("ws://127.0.0.1:8082{}", ringpush_protocol::CONNECT_PATH),
             grpc_url: "http://127.0.0.1:8083".to_owned(),
+            grpc_tls: None,
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_frame_bytes: DEFAULT_MAX_PAYLOAD_BYTES + FRAME_OVERHEAD_BYTES,
             ping_interval: Duration::from_secs(30),

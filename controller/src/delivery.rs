@@ -24,13 +24,13 @@ use ringpush_ring::{Member, Ring};
 use ringpush_store::{Presence, Store};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// Presence reads in flight at once when delivering across regions.
 const PRESENCE_LOOKUPS_IN_FLIGHT: usize = 64;
 
-/// Limits of the delivery path.
-#[derive(Debug, Clone, Copy)]
+/// Limits of the delivery path, and how connectors are dialed.
+#[derive(Debug, Clone)]
 pub struct DeliveryConfig {
     /// Messages queued per connector before senders wait.
     pub queue_per_connector: usize,
@@ -40,6 +40,11 @@ pub struct DeliveryConfig {
     pub calls_in_flight: usize,
     /// How long one `Deliver` call may take before it is abandoned (the inbox keeps the messages).
     pub call_timeout: Duration,
+    /// TLS towards connectors (`None`: plain HTTP/2): the CA their certificates chain to and,
+    /// for connectors that require one, this controller's client certificate. Each
+    /// connector's name is checked against the host of its advertised gRPC URL, which must
+    /// be `https://`; a connector advertising `http://` is not dialed (no downgrade).
+    pub connector_tls: Option<ClientTlsConfig>,
 }
 
 impl Default for DeliveryConfig {
@@ -49,6 +54,7 @@ impl Default for DeliveryConfig {
             max_batch: 512,
             calls_in_flight: 8,
             call_timeout: Duration::from_secs(5),
+            connector_tls: None,
         }
     }
 }
@@ -273,6 +279,25 @@ impl DeliveryRouter {
                 return None;
             }
         };
+        let https = member.grpc_url.starts_with("https://");
+        let endpoint = match (&self.inner.config.connector_tls, https) {
+            (Some(tls), true) => match endpoint.tls_config(tls.clone()) {
+                Ok(endpoint) => endpoint,
+                Err(error) => {
+                    tracing::error!(connector = %member.id, url = %member.grpc_url, %error, "cannot dial the connector over TLS");
+                    return None;
+                }
+            },
+            (Some(_), false) => {
+                tracing::error!(connector = %member.id, url = %member.grpc_url, "the connector advertises plain gRPC, but this controller dials connectors over TLS only (controller.connector_ca)");
+                return None;
+            }
+            (None, true) => {
+                tracing::error!(connector = %member.id, url = %member.grpc_url, "the connector advertises gRPC over TLS, but this controller has no CA for connectors (controller.connector_ca)");
+                return None;
+            }
+            (None, false) => endpoint,
+        };
         let channel = endpoint
             .connect_timeout(Duration::from_secs(2))
             .http2_keep_alive_interval(Duration::from_secs(20))
@@ -375,7 +400,7 @@ impl DeliveryRouter {
 
 /// The sender task of one connector: batches its queue into `Deliver` calls.
 async fn run_link(router: DeliveryRouter, member: Member, mut queue: mpsc::Receiver<Outgoing>) {
-    let config = router.inner.config;
+    let config = &router.inner.config;
     let Some(channel) = router.channel(&member) else {
         return;
     };

@@ -146,7 +146,7 @@ impl ControllerState {
         metrics: Option<MetricsRender>,
         shutdown: CancellationToken,
     ) -> Self {
-        let delivery = DeliveryRouter::new(config.delivery, ring, store.clone(), shutdown);
+        let delivery = DeliveryRouter::new(config.delivery.clone(), ring, store.clone(), shutdown);
         let send_quotas = config.app_send_rate.map(|rate| {
             Arc::new(std::sync::Mutex::new(ringpush_limits::TokenBuckets::new(
                 rate,

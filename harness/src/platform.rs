@@ -35,6 +35,8 @@ pub struct Platform {
     pub dispatcher: Proc,
     pub connectors: Vec<ConnectorProc>,
     pub http: reqwest::Client,
+    /// More flags for every connector this platform starts ([`PlatformOptions::connector_args`]).
+    connector_args: Vec<String>,
     /// Aborts the test process, with the logs, if this deployment outlives its limit.
     _watchdog: Watchdog,
     /// Last: fields drop in order, and the processes print their logs from here when they
@@ -67,6 +69,10 @@ pub struct PlatformOptions {
     pub controller_ring_refresh_ms: u64,
     /// More flags for the controller.
     pub controller_args: Vec<String>,
+    /// More flags for the dispatcher.
+    pub dispatcher_args: Vec<String>,
+    /// More flags for every connector, those started later included (say, gRPC TLS).
+    pub connector_args: Vec<String>,
     /// How long the deployment may live before the watchdog aborts the process (a
     /// benchmark runs longer than a test).
     pub watchdog: std::time::Duration,
@@ -92,6 +98,8 @@ impl Default for PlatformOptions {
             connectors: 1,
             controller_ring_refresh_ms: RING_REFRESH_MS,
             controller_args: Vec::new(),
+            dispatcher_args: Vec::new(),
+            connector_args: Vec::new(),
             watchdog: watchdog::DEFAULT_LIMIT,
             redis_args: Vec::new(),
         }
@@ -136,6 +144,7 @@ impl Platform {
             dispatcher_addr.to_string(),
         ];
         args.extend(membership_flags(RING_REFRESH_MS));
+        args.extend(options.dispatcher_args);
         let dispatcher = Proc::spawn("dispatcher", dir.path(), &args);
         let log_dir = dir.path().to_path_buf();
         let mut platform = Platform {
@@ -149,6 +158,7 @@ impl Platform {
             dispatcher,
             connectors: Vec::new(),
             http: reqwest::Client::new(),
+            connector_args: options.connector_args,
             _watchdog: Watchdog::start(log_dir, options.watchdog),
         };
         for _ in 0..connectors {
@@ -190,6 +200,7 @@ impl Platform {
             "10".into(),
         ];
         args.extend(membership_flags(RING_REFRESH_MS));
+        args.extend(self.connector_args.iter().cloned());
         // Tests hold thousands of simulated devices on one loopback address: no bound on
         // connections per address unless the options set one (later entries win).
         let mut env = vec![(
