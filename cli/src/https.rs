@@ -18,7 +18,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -109,7 +109,10 @@ async fn serve_connection(
         request.extensions_mut().insert(ConnectInfo(peer));
         request
     });
+    // The timer turns on hyper's bound on reading a request's head (30 s by default), so a
+    // client that trickles headers cannot hold the connection forever.
     let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
         .with_upgrades();
     tokio::pin!(connection);

@@ -225,7 +225,7 @@ pub struct ControllerArgs {
     #[arg(long, env = "RINGPUSH_CONNECTOR_CLIENT_CERT")]
     pub connector_client_cert: Option<PathBuf>,
     /// The private key of --connector-client-cert (PEM).
-    #[arg(long, env = "RINGPUSH_CONNECTOR_CLIENT_KEY", hide_env_values = true)]
+    #[arg(long, env = "RINGPUSH_CONNECTOR_CLIENT_KEY")]
     pub connector_client_key: Option<PathBuf>,
 }
 

@@ -604,4 +604,38 @@ mod tests {
         assert_eq!(settings.connector.grpc_url, "http://127.0.0.1:8083");
         assert_eq!(settings.connector.id, "127.0.0.1:8082");
     }
+
+    #[test]
+    fn grpc_tls_makes_the_advertised_url_https_and_files_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = ringpush_testkit::TestPki::write(dir.path());
+        let mut settings = Settings::default();
+        settings.connector.grpc_tls_cert = pki.server_cert.clone();
+        settings.connector.grpc_tls_key = pki.server_key.clone();
+        settings.connector.grpc_client_ca = pki.ca.clone();
+        let checked = settings.clone().validate().unwrap();
+        assert_eq!(checked.connector.grpc_url, "https://127.0.0.1:8083");
+        let tls = checked.connector_grpc_tls().unwrap().unwrap();
+        assert_eq!(tls.client_ca.as_deref(), Some(pki.ca.as_path()));
+
+        settings.connector.grpc_tls_key = dir.path().join("gone.key");
+        let error = format!("{:#}", settings.validate().unwrap_err());
+        assert!(
+            error.contains("connector.grpc_tls_key (--grpc-tls-key): cannot read")
+                && error.contains("gone.key"),
+            "{error}"
+        );
+
+        let mut settings = Settings::default();
+        settings.controller.connector_ca = pki.ca.clone();
+        settings.controller.connector_client_cert = pki.client_cert.clone();
+        let error = format!("{:#}", settings.clone().validate().unwrap_err());
+        assert!(
+            error.contains("controller.connector_client_cert (--connector-client-cert) is set but controller.connector_client_key"),
+            "{error}"
+        );
+        settings.controller.connector_client_key = pki.client_key.clone();
+        let tls = settings.validate().unwrap().connector_client_tls().unwrap();
+        assert!(tls.is_some_and(|tls| tls.identity.is_some()));
+    }
 }
