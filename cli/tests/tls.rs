@@ -148,7 +148,7 @@ async fn the_rest_api_answers_over_https_and_refuses_plain_http() {
         "--tls-key".into(),
         path(&pki.server_key),
     ];
-    let _controller = start("controller", dir.path(), &args, address);
+    let mut controller = start("controller", dir.path(), &args, address);
     let trusted = client(&pki, false, &[b"http/1.1"]);
 
     let (status, body) = https(
@@ -184,11 +184,23 @@ async fn the_rest_api_answers_over_https_and_refuses_plain_http() {
         error.to_string().contains("certificate"),
         "unexpected error: {error}"
     );
-    let (status, body) = https(address, trusted, "GET", "/openapi.json", "", None)
+    let (status, body) = https(address, trusted.clone(), "GET", "/openapi.json", "", None)
         .await
         .unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("openapi"), "{body}");
+
+    // SIGTERM stops it promptly, an idle kept-alive HTTPS connection notwithstanding.
+    let mut idle = tls_connect(address, "localhost", trusted).await.unwrap();
+    idle.write_all(b"GET /openapi.json HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    controller.sigterm();
+    assert_eq!(controller.wait_exit(Duration::from_secs(10)), Some(0));
+    drop(idle);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,6 +324,34 @@ async fn with_grpc_mutual_tls_a_controller_with_a_client_certificate_delivers_li
         async || sim.counts.inbox.load(Ordering::Relaxed) == 1,
     )
     .await;
+    // A controller that trusts the connectors but has no client certificate cannot deliver:
+    // its message stays in the inbox (the device, still connected, does not get it).
+    let (bare, bare_url) = support::campaigns::start_controller(
+        &platform,
+        "controller-without-certificate",
+        &["--connector-ca".into(), path(&pki.ca)],
+    );
+    let answer = platform
+        .http
+        .post(format!("{bare_url}/v1/apps/{app}/messages"))
+        .bearer_auth(&server_key)
+        .json(&json!({ "device_ids": [device_id], "data": "no certificate" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sim.counts.inbox.load(Ordering::Relaxed),
+        1,
+        "a controller without a client certificate delivered live"
+    );
+    let log = bare.log_text();
+    assert!(
+        log.contains("deliver call failed") && log.contains("CertificateRequired"),
+        "{log}"
+    );
+
     // A gRPC client with the right CA but no client certificate is refused; the same
     // client with the certificate is served (the connector's SETTINGS frame, type 4).
     let without = grpc_first_frame(connector.grpc_addr, client(&pki, false, &[b"h2"])).await;

@@ -431,6 +431,18 @@ async fn run_link(router: DeliveryRouter, member: Member, mut queue: mpsc::Recei
     }
 }
 
+/// The errors under a failed call's status, outermost first (a refused TLS handshake shows
+/// only here: the status says "transport error").
+fn causes(status: &tonic::Status) -> String {
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        causes.push(error.to_string());
+        source = error.source();
+    }
+    causes.join(": ")
+}
+
 async fn deliver_batch(
     router: &DeliveryRouter,
     channel: Channel,
@@ -455,7 +467,7 @@ async fn deliver_batch(
     let outcomes = match answer {
         Ok(Ok(response)) => response.into_inner().outcomes,
         Ok(Err(status)) => {
-            tracing::warn!(connector = member_id, code = ?status.code(), message = status.message(), count = batch.len(), "deliver call failed; the inboxes keep the messages");
+            tracing::warn!(connector = member_id, code = ?status.code(), message = status.message(), cause = %causes(&status), count = batch.len(), "deliver call failed; the inboxes keep the messages");
             return retry_failed_call(router, member_id, batch).await;
         }
         Err(_) => {
