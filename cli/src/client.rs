@@ -3,7 +3,7 @@
 //! They talk to the REST API like any caller would and print the JSON answers on stdout;
 //! errors go to stderr with a non-zero exit code.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -25,6 +25,9 @@ pub enum AppCommand {
         /// Admin token (printed by `ringpush dev`).
         #[arg(long, env = "RINGPUSH_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: String,
+        /// Trust this CA (PEM) for an https controller URL.
+        #[arg(long, env = "RINGPUSH_CA_CERT")]
+        ca_cert: Option<PathBuf>,
     },
 }
 
@@ -120,25 +123,43 @@ pub async fn app(command: AppCommand) -> anyhow::Result<()> {
             name,
             controller,
             admin_token,
+            ca_cert,
         } => {
+            let http = http_client(ca_cert.as_deref())?;
             let url = format!("{}/v1/apps", controller.trim_end_matches('/'));
-            let answer = post_json(&url, &admin_token, None, &json!({ "name": name })).await?;
+            let body = json!({ "name": name });
+            let answer = post_json(&http, &url, &admin_token, None, &body).await?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
             Ok(())
         }
     }
 }
 
+/// The HTTP client of the client commands: https URLs need `ca` (the controller's CA),
+/// since no public roots are built in.
+pub(crate) fn http_client(ca: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder();
+    let Some(ca) = ca else {
+        return Ok(builder.build()?);
+    };
+    let tls = ringpush_tls::ClientTls {
+        ca: ca.to_owned(),
+        identity: None,
+    }
+    .config(&[b"http/1.1"])
+    .map_err(|error| crate::serve::ConfigError(format!("--ca-cert: {error}")))?;
+    let config = std::sync::Arc::unwrap_or_clone(tls);
+    Ok(builder.use_preconfigured_tls(config).build()?)
+}
+
 pub(crate) async fn post_json(
+    http: &reqwest::Client,
     url: &str,
     bearer: &str,
     idempotency_key: Option<&str>,
     body: &Value,
 ) -> anyhow::Result<Value> {
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .bearer_auth(bearer)
-        .json(body);
+    let mut request = http.post(url).bearer_auth(bearer).json(body);
     if let Some(key) = idempotency_key {
         request = request.header("Idempotency-Key", key);
     }

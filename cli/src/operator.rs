@@ -34,6 +34,9 @@ pub enum OperatorCommand {
         /// Admin token (printed by `ringpush dev`).
         #[arg(long, env = "RINGPUSH_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: String,
+        /// Trust this CA (PEM) for an https controller URL.
+        #[arg(long, env = "RINGPUSH_CA_CERT")]
+        ca_cert: Option<std::path::PathBuf>,
     },
 }
 
@@ -46,7 +49,9 @@ pub async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
             password,
             controller,
             admin_token,
+            ca_cert,
         } => {
+            let http = crate::client::http_client(ca_cert.as_deref())?;
             let password = match (password_stdin, password) {
                 (true, _) => read_password_line()?,
                 (false, Some(password)) => password,
@@ -56,7 +61,7 @@ pub async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
             };
             let url = format!("{}/v1/operators", controller.trim_end_matches('/'));
             let body = json!({ "name": name, "role": role, "password": password });
-            let answer = post_json(&url, &admin_token, None, &body).await?;
+            let answer = post_json(&http, &url, &admin_token, None, &body).await?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
             Ok(())
         }

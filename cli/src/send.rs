@@ -22,6 +22,9 @@ pub struct SendArgs {
     /// The app's server key.
     #[arg(long, env = "RINGPUSH_SERVER_KEY", hide_env_values = true)]
     pub server_key: String,
+    /// Trust this CA (PEM) for an https controller URL.
+    #[arg(long, env = "RINGPUSH_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
 
     /// A target device id; repeat the flag or separate ids with commas.
     #[arg(long = "device", value_delimiter = ',')]
@@ -200,6 +203,7 @@ impl SendArgs {
 
 /// `ringpush send`.
 pub async fn send(args: SendArgs) -> anyhow::Result<()> {
+    let http = crate::client::http_client(args.ca_cert.as_deref())?;
     let base = format!(
         "{}/v1/apps/{}",
         args.controller.trim_end_matches('/'),
@@ -217,6 +221,7 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         }
         let url = format!("{base}/campaigns");
         let answer = post_json(
+            &http,
             &url,
             &args.server_key,
             args.idempotency_key.as_deref(),
@@ -230,6 +235,7 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     } else {
         let url = format!("{base}/messages");
         let answer = post_json(
+            &http,
             &url,
             &args.server_key,
             args.idempotency_key.as_deref(),
@@ -245,6 +251,7 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         && let Some(url) = stats_path
     {
         show_progress(
+            &http,
             &url,
             &args.server_key,
             Duration::from_secs(args.wait_seconds),
@@ -255,8 +262,12 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
 }
 
 /// Polls statistics and draws delivered and acked against targeted on stderr.
-async fn show_progress(url: &str, server_key: &str, wait: Duration) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+async fn show_progress(
+    http: &reqwest::Client,
+    url: &str,
+    server_key: &str,
+    wait: Duration,
+) -> anyhow::Result<()> {
     let style = indicatif::ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos}/{len} {msg}")
         .expect("valid template")
         .progress_chars("=> ");
