@@ -286,6 +286,11 @@ fn connector_config(settings: &Settings) -> ringpush_connector::ConnectorConfig 
     }
 }
 
+/// A PEM file named by a setting that validation has already read once.
+fn read_pem(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
 /// The connector's gRPC TLS for tonic, from the checked settings.
 fn grpc_server_tls(
     settings: &Settings,
@@ -296,15 +301,12 @@ fn grpc_server_tls(
     else {
         return Ok(None);
     };
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-    };
-    let identity = tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+    let identity = tonic::transport::Identity::from_pem(read_pem(&tls.cert)?, read_pem(&tls.key)?);
     let mut config = tonic::transport::ServerTlsConfig::new()
         .identity(identity)
         .timeout(crate::https::HANDSHAKE_TIMEOUT);
     if let Some(ca) = &tls.client_ca {
-        config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+        config = config.client_ca_root(tonic::transport::Certificate::from_pem(read_pem(ca)?));
     }
     Ok(Some(config))
 }
@@ -319,16 +321,13 @@ fn connector_client_tls(
     else {
         return Ok(None);
     };
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-    };
     let mut config = tonic::transport::ClientTlsConfig::new()
-        .ca_certificate(tonic::transport::Certificate::from_pem(read(&tls.ca)?))
+        .ca_certificate(tonic::transport::Certificate::from_pem(read_pem(&tls.ca)?))
         .timeout(crate::https::HANDSHAKE_TIMEOUT);
     if let Some((cert, key)) = &tls.identity {
         config = config.identity(tonic::transport::Identity::from_pem(
-            read(cert)?,
-            read(key)?,
+            read_pem(cert)?,
+            read_pem(key)?,
         ));
     }
     Ok(Some(config))
