@@ -137,6 +137,19 @@ impl BrowserError {
             _ => None,
         }
     }
+
+    /// Whether the element this error is about left the page (it was replaced, say by a
+    /// reload): chromedriver says so as "stale element reference", or, when the page changes
+    /// during the call, as an "unknown error" whose node "does not belong to the document".
+    pub fn is_stale_element(&self) -> bool {
+        match self {
+            BrowserError::WebDriver { error, message, .. } => {
+                error == "stale element reference"
+                    || message.contains("does not belong to the document")
+            }
+            _ => false,
+        }
+    }
 }
 
 fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BrowserError {
@@ -676,7 +689,7 @@ impl Browser {
                 match element.text().await {
                     Ok(text) if accept(&text) => return Ok(text),
                     Ok(text) => last = Some(text),
-                    Err(error) if error.webdriver_error() == Some("stale element reference") => {}
+                    Err(error) if error.is_stale_element() => {}
                     Err(error) => return Err(error),
                 }
             }
