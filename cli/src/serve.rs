@@ -105,7 +105,8 @@ pub struct ConnectorArgs {
     /// Device (WebSocket) listen address.
     #[arg(long, env = "RINGPUSH_DEVICE_LISTEN")]
     pub device_listen: Option<SocketAddr>,
-    /// Device URL advertised to devices (default ws://<device-listen>/v1/connect).
+    /// Device URL advertised to devices (default ws://<device-listen>/v1/connect, or wss://
+    /// with --device-tls-cert).
     #[arg(long, env = "RINGPUSH_DEVICE_URL")]
     pub device_url: Option<String>,
     /// Internal gRPC listen address.
@@ -145,6 +146,12 @@ pub struct ConnectorArgs {
     /// mutual TLS.
     #[arg(long, env = "RINGPUSH_GRPC_CLIENT_CA")]
     pub grpc_client_ca: Option<PathBuf>,
+    /// Certificate chain (PEM) for devices over TLS (wss://); needs --device-tls-key.
+    #[arg(long, env = "RINGPUSH_DEVICE_TLS_CERT")]
+    pub device_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --device-tls-cert.
+    #[arg(long, env = "RINGPUSH_DEVICE_TLS_KEY")]
+    pub device_tls_key: Option<PathBuf>,
 }
 
 fn set_path(target: &mut PathBuf, value: &Option<PathBuf>) {
@@ -257,10 +264,10 @@ async fn bind(what: &str, address: SocketAddr) -> anyhow::Result<TcpListener> {
     Ok(listener)
 }
 
-fn connector_config(settings: &Settings) -> ringpush_connector::ConnectorConfig {
+fn connector_config(settings: &Settings) -> anyhow::Result<ringpush_connector::ConnectorConfig> {
     let c = &settings.connector;
     let defaults = ringpush_connector::ConnectorConfig::default();
-    ringpush_connector::ConnectorConfig {
+    Ok(ringpush_connector::ConnectorConfig {
         id: c.id.clone(),
         device_url: c.device_url.clone(),
         grpc_url: c.grpc_url.clone(),
@@ -282,8 +289,9 @@ fn connector_config(settings: &Settings) -> ringpush_connector::ConnectorConfig 
             },
         ),
         membership: settings.membership(),
+        device_tls: c.device_tls()?,
         ..defaults
-    }
+    })
 }
 
 /// A PEM file named by a setting that validation has already read once.
@@ -420,7 +428,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
 
     let ring = membership::watch_ring(store.clone(), settings.membership(), shutdown.clone()).await;
     let connector = tokio::spawn(ringpush_connector::run(
-        connector_config(&settings),
+        connector_config(&settings)?,
         device_listener,
         grpc_listener,
         store.clone(),
@@ -523,6 +531,12 @@ pub async fn connector(args: ConnectorArgs) -> anyhow::Result<()> {
         set_path(&mut s.connector.grpc_tls_cert, &args.grpc_tls_cert);
         set_path(&mut s.connector.grpc_tls_key, &args.grpc_tls_key);
         set_path(&mut s.connector.grpc_client_ca, &args.grpc_client_ca);
+        if let Some(path) = &args.device_tls_cert {
+            s.connector.device_tls_cert = path.display().to_string();
+        }
+        if let Some(path) = &args.device_tls_key {
+            s.connector.device_tls_key = path.display().to_string();
+        }
     })?;
     let metrics = crate::telemetry::init_metrics();
     let shutdown = crate::shutdown::on_signal()?;
@@ -538,12 +552,13 @@ pub async fn connector(args: ConnectorArgs) -> anyhow::Result<()> {
         let listener = bind("connector admin", address).await?;
         tokio::spawn(serve_admin(listener, metrics, shutdown.clone()));
     }
-    let mut config = connector_config(&settings);
+    let mut config = connector_config(&settings)?;
     config.grpc_tls = grpc_server_tls(&settings)?;
     tracing::info!(
         id = %settings.connector.id,
         device_url = %settings.connector.device_url,
         grpc_url = %settings.connector.grpc_url,
+        device_tls = config.device_tls.is_some(),
         grpc_tls = config.grpc_tls.is_some(),
         grpc_client_certificates = !settings.connector.grpc_client_ca.as_os_str().is_empty(),
         "connector starting"

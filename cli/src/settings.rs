@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -106,8 +107,14 @@ pub struct ConnectorSettings {
     /// The connector's name on the ring; defaults to its advertised device address.
     pub id: String,
     pub device_listen: SocketAddr,
-    /// The device URL advertised on the ring; defaults to `ws://<device_listen>/v1/connect`.
+    /// The device URL advertised on the ring; defaults to `ws://<device_listen>/v1/connect`,
+    /// or `wss://` when device TLS is on.
     pub device_url: String,
+    /// The device listener's certificate chain (PEM, leaf first); with `device_tls_key`,
+    /// every device connects over TLS (`wss://`). Empty (both): plain `ws://`.
+    pub device_tls_cert: String,
+    /// The private key of `device_tls_cert` (PEM).
+    pub device_tls_key: String,
     pub grpc_listen: SocketAddr,
     /// The gRPC URL advertised on the ring; defaults to `http://<grpc_listen>`, or
     /// `https://<grpc_listen>` when gRPC TLS is on.
@@ -208,6 +215,8 @@ impl Default for ConnectorSettings {
             id: String::new(),
             device_listen: "127.0.0.1:8082".parse().expect("valid address"),
             device_url: String::new(),
+            device_tls_cert: String::new(),
+            device_tls_key: String::new(),
             grpc_listen: "127.0.0.1:8083".parse().expect("valid address"),
             grpc_url: String::new(),
             grpc_tls_cert: PathBuf::new(),
@@ -226,6 +235,42 @@ impl Default for ConnectorSettings {
                 .max_pending_output_bytes,
             socket_send_buffer_bytes: 0,
         }
+    }
+}
+
+impl ConnectorSettings {
+    /// The device listener's TLS configuration (advertising `http/1.1`), when
+    /// `device_tls_cert` and `device_tls_key` are set; an error names the setting and file.
+    pub fn device_tls(&self) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+        match (
+            self.device_tls_cert.is_empty(),
+            self.device_tls_key.is_empty(),
+        ) {
+            (true, true) => return Ok(None),
+            (false, false) => {}
+            (cert_missing, _) => {
+                let (set, unset) = if cert_missing {
+                    ("device_tls_key", "device_tls_cert")
+                } else {
+                    ("device_tls_cert", "device_tls_key")
+                };
+                bail!(
+                    "connector.{set} is set but connector.{unset} is not: set both for wss://, or neither"
+                );
+            }
+        }
+        let server = ringpush_tls::ServerTls {
+            cert: PathBuf::from(&self.device_tls_cert),
+            key: PathBuf::from(&self.device_tls_key),
+            client_ca: None,
+        };
+        let config = server.config(&[b"http/1.1"]).with_context(|| {
+            format!(
+                "connector.device_tls_cert ({}) and connector.device_tls_key ({}) do not make a TLS configuration",
+                self.device_tls_cert, self.device_tls_key
+            )
+        })?;
+        Ok(Some(config))
     }
 }
 
@@ -265,9 +310,11 @@ impl Settings {
     pub fn validate(mut self) -> anyhow::Result<Self> {
         let grpc_tls = self.connector_grpc_tls()?.is_some();
         let connector = &mut self.connector;
+        let device_tls = connector.device_tls()?.is_some();
         if connector.device_url.is_empty() {
             connector.device_url = format!(
-                "ws://{}{}",
+                "{}://{}{}",
+                if device_tls { "wss" } else { "ws" },
                 connector.device_listen,
                 ringpush_protocol::CONNECT_PATH
             );
@@ -637,5 +684,33 @@ mod tests {
         settings.controller.connector_client_key = pki.client_key.clone();
         let tls = settings.validate().unwrap().connector_client_tls().unwrap();
         assert!(tls.is_some_and(|tls| tls.identity.is_some()));
+    }
+
+    #[test]
+    fn device_tls_needs_both_files_names_bad_ones_and_advertises_wss() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = ringpush_testkit::TestPki::write(dir.path());
+        let mut settings = Settings::default();
+        settings.connector.device_tls_cert = pki.server_cert.display().to_string();
+        let error = format!("{:#}", settings.clone().validate().unwrap_err());
+        assert!(
+            error.contains("connector.device_tls_cert is set but connector.device_tls_key is not"),
+            "{error}"
+        );
+
+        settings.connector.device_tls_key = dir.path().join("missing.key").display().to_string();
+        let error = format!("{:#}", settings.clone().validate().unwrap_err());
+        assert!(
+            error.contains("connector.device_tls_key") && error.contains("missing.key"),
+            "{error}"
+        );
+
+        settings.connector.device_tls_key = pki.server_key.display().to_string();
+        let settings = settings.validate().unwrap();
+        assert_eq!(
+            settings.connector.device_url,
+            "wss://127.0.0.1:8082/v1/connect"
+        );
+        assert!(settings.connector.device_tls().unwrap().is_some());
     }
 }

@@ -65,7 +65,8 @@ pub(crate) async fn run(
                     Some(limit) => match limit.take(&peer.ip(), 1.0, Instant::now()) {
                         Ok(()) => stream,
                         Err(wait) => {
-                            refuse_over_rate(stream, peer.ip(), wait);
+                            let plain = shared.config.device_tls.is_none();
+                            refuse_over_rate(stream, peer.ip(), wait, plain);
                             continue;
                         }
                     },
@@ -119,10 +120,14 @@ pub(crate) async fn run(
 
 /// Answers a connection over its address's rate with `429 Too Many Requests` and closes it.
 /// The socket is new, so its send buffer has room for the few bytes; if not, it just closes.
-fn refuse_over_rate(mut stream: TcpStream, address: IpAddr, wait: Duration) {
+/// A TLS socket is only closed: a handshake just to say 429 would cost what the limit saves.
+fn refuse_over_rate(mut stream: TcpStream, address: IpAddr, wait: Duration, answer: bool) {
     metrics::counter!("ringpush_connector_connections_refused_total", "reason" => "address_rate")
         .increment(1);
     tracing::debug!(%address, ?wait, "connection over its address's rate refused");
+    if !answer {
+        return;
+    }
     let retry_after = wait.as_secs().max(1);
     let body = format!("too many new connections from {address}; retry after {retry_after} s\n");
     let mut answer = Vec::with_capacity(200 + body.len());

@@ -110,12 +110,13 @@ impl Shard {
         if !self.conns.contains(key) {
             return;
         }
+        let tls = self.tls.as_mut().and_then(|table| table.take(key));
         let conn = self.conns.remove(key);
         let fd = conn.stream.as_raw_fd();
         if let Err(error) = self.registry.deregister(&mut SourceFd(&fd)) {
             tracing::debug!(%error, "could not deregister a moving connection");
         }
-        let command = Command::Adopt(Box::new(Moved { conn, hello }));
+        let command = Command::Adopt(Box::new(Moved { conn, hello, tls }));
         match self.shared.shards[target].try_send(command) {
             Ok(()) => {}
             Err(TrySendError::Full(command)) => {

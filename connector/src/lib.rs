@@ -36,11 +36,15 @@
 //! - `registry`: device attributes, coalesced per device and written in batches;
 //! - `statistics`: Report frames, and counters summed per minute and written in batches;
 //! - `grpc`: the Deliver and Broadcast services, routing work to the shards;
-//! - `drain`: start-up and the phased drain.
+//! - `drain`: start-up and the phased drain;
+//! - `tls`: TLS on device connections (`wss://`), when configured: rustls driven inside the
+//!   shard's event loop, beside the connection record rather than in it.
 //!
 //! Does not own: the ring's placement rule (`ringpush_ring`), durable state and leases
-//! (`ringpush_store`), the wire formats (`ringpush_protocol`), TLS (terminate it in front),
-//! or the metrics exporter (the binary installs it).
+//! (`ringpush_store`), the wire formats (`ringpush_protocol`), certificates and keys
+//! (`ringpush_tls` builds the rustls configuration), TLS on the internal gRPC service, or the
+//! metrics exporter (the binary installs it). At scale TLS in front of the connector is still
+//! the cheaper answer: an idle TLS connection costs kilobytes, a plain one bytes.
 
 mod accept;
 mod app_cache;
@@ -58,6 +62,7 @@ mod session;
 mod shard;
 mod statistics;
 mod timeline;
+mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,6 +108,10 @@ pub struct ConnectorConfig {
     pub socket_send_buffer_bytes: Option<usize>,
     /// Lease and ring-watch timing.
     pub membership: MembershipConfig,
+    /// When set, every device connection speaks TLS (`wss://`) with this configuration
+    /// (e.g. `ringpush_tls::ServerTls::config(&[b"http/1.1"])`); a socket whose handshake
+    /// fails or does not finish within three ping intervals is closed and counted.
+    pub device_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The default bound on new connections per client address: 100 a second, 2,000 at once.
@@ -127,6 +136,7 @@ impl Default for ConnectorConfig {
             connections_per_ip: Some(DEFAULT_CONNECTIONS_PER_IP),
             socket_send_buffer_bytes: None,
             membership: MembershipConfig::default(),
+            device_tls: None,
         }
     }
 }
@@ -184,6 +194,7 @@ pub struct ConnectorStats {
     devices: AtomicU64,
     busy: AtomicU64,
     attribute_sets: AtomicU64,
+    tls_handshake_failures: AtomicU64,
 }
 
 impl ConnectorStats {
@@ -207,6 +218,11 @@ impl ConnectorStats {
     /// one copy.
     pub fn attribute_sets(&self) -> u64 {
         self.attribute_sets.load(Ordering::Relaxed)
+    }
+
+    /// TLS handshakes that failed or timed out since the connector started.
+    pub fn tls_handshake_failures(&self) -> u64 {
+        self.tls_handshake_failures.load(Ordering::Relaxed)
     }
 
     fn add(counter: &AtomicU64, delta: i64) {

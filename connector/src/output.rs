@@ -5,7 +5,12 @@
 //! connection's `Busy::output`. Closing is a state, not an event: the last frames are
 //! flushed, the write side is shut, and the record goes when the peer closes its side or
 //! the linger runs out. Whatever the path, [`Shard::remove`] frees the slab slot, the device
-//! index entry, the `Busy` record, the profile and the presence (DESIGN.md invariant 10).
+//! index entry, the `Busy` record, the TLS state, the profile and the presence (DESIGN.md
+//! invariant 10).
+//!
+//! On a TLS connection the scratch buffer holds plaintext; it is sealed into records at the
+//! flush (`tls`), and from there on everything here is about the records: `Busy::output`
+//! holds ciphertext, so the slow-consumer bound counts what really waits.
 
 use std::io::{ErrorKind, Write};
 use std::os::fd::AsRawFd;
@@ -122,8 +127,49 @@ impl Shard {
         }
     }
 
-    /// Writes `bytes` behind whatever output already waits; `seq` is the highest push in them.
+    /// Writes `bytes` (plaintext) behind whatever output already waits, sealing them first on
+    /// a TLS connection; `seq` is the highest push in them.
     fn write(&mut self, key: usize, bytes: &[u8], seq: u64) -> Written {
+        let Some(tls) = self.tls.as_mut().and_then(|table| table.get_mut(key)) else {
+            return self.write_wire(key, bytes, seq);
+        };
+        let mut records = std::mem::take(&mut self.tls_out);
+        let written = match tls.seal(bytes, &mut records) {
+            Ok(()) => self.write_wire(key, &records, seq),
+            Err(error) => {
+                tracing::debug!(%error, "could not seal output");
+                Written::Failed
+            }
+        };
+        records.clear();
+        records.shrink_to(SCRATCH_KEPT_BYTES);
+        self.tls_out = records;
+        written
+    }
+
+    /// Writes the records rustls has to send on its own (handshake flights, alerts), if
+    /// any; answers whether the connection is still there.
+    pub fn write_tls_records(&mut self, key: usize) -> bool {
+        let Some(tls) = self.tls.as_mut().and_then(|table| table.get_mut(key)) else {
+            return self.conns.contains(key);
+        };
+        let mut records = std::mem::take(&mut self.tls_out);
+        let written = match tls.take_records(&mut records) {
+            Ok(()) if records.is_empty() => None,
+            Ok(()) => Some(self.write_wire(key, &records, 0)),
+            Err(_) => Some(Written::Failed),
+        };
+        records.clear();
+        self.tls_out = records;
+        if let Some(written) = written {
+            self.after_write(key, written);
+        }
+        self.conns.contains(key)
+    }
+
+    /// Writes bytes as they go on the wire behind whatever output already waits; `seq` is
+    /// the highest push in them.
+    fn write_wire(&mut self, key: usize, bytes: &[u8], seq: u64) -> Written {
         let stats = &self.shared.stats;
         let Some(conn) = self.conns.get_mut(key) else {
             return Written::Failed;
@@ -188,6 +234,14 @@ impl Shard {
         match written {
             Written::Failed => self.remove(key),
             Written::All if conn.state == ConnState::Closing => {
+                // A TLS peer is owed a close_notify before the socket's write side shuts.
+                let tls = self.tls.as_mut().and_then(|table| table.get_mut(key));
+                if tls.is_some_and(|tls| tls.queue_close_notify()) {
+                    // Comes back here once the alert is flushed, and then shuts the socket.
+                    self.write_tls_records(key);
+                    return;
+                }
+                let conn = &self.conns[key];
                 if conn.stream.shutdown(std::net::Shutdown::Write).is_err() {
                     self.remove(key);
                 }
@@ -348,6 +402,9 @@ impl Shard {
             self.scratch.clear();
         }
         let mut conn = self.conns.remove(key);
+        if let Some(table) = &mut self.tls {
+            table.take(key);
+        }
         if let Some(profile) = conn.profile.take() {
             self.release_profile(profile);
         }

@@ -46,7 +46,11 @@ impl Shard {
                 ConnState::Closing => return self.discard_input(key),
                 _ => {}
             }
-            let fresh = match conn.stream.read(&mut self.read_buf) {
+            let read = self.read_input(key);
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            let fresh = match read {
                 Ok(0) => {
                     tracing::debug!(device_id = %conn.device(), "peer closed the connection");
                     return self.remove(key);
@@ -69,6 +73,28 @@ impl Shard {
         if let Some(conn) = self.conns.get(key) {
             self.still_readable.push((key, conn.generation));
         }
+    }
+
+    /// Reads the connection's input into the read buffer: from the socket, or through TLS
+    /// (whose own records to send, such as handshake flights, are written right away).
+    fn read_input(&mut self, key: usize) -> std::io::Result<usize> {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Err(ErrorKind::NotConnected.into());
+        };
+        let Some(tls) = self.tls.as_mut().and_then(|table| table.get_mut(key)) else {
+            return conn.stream.read(&mut self.read_buf);
+        };
+        let read = tls.read(&mut conn.stream, &mut self.read_buf, &self.shared.stats);
+        if read
+            .as_ref()
+            .is_err_and(|error| error.kind() != ErrorKind::WouldBlock)
+        {
+            return read;
+        }
+        if !self.write_tls_records(key) {
+            return Err(ErrorKind::NotConnected.into());
+        }
+        read
     }
 
     /// Handles input that arrived while the Hello was checked, then reads on.

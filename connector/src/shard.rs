@@ -37,6 +37,7 @@ use crate::hello::{HelloDone, PendingHello, ReadDone};
 use crate::profile::Profiles;
 use crate::registry::AttributesUpdate;
 use crate::timeline::{AudienceCache, TimelineDone};
+use crate::tls::{HandshakeFailure, TlsConn, TlsTable};
 use crate::{ConnectorConfig, ConnectorStats};
 
 /// Commands queued per shard before senders wait (the gRPC service and the acceptor).
@@ -93,6 +94,8 @@ impl Shared {
 pub(crate) struct Moved {
     pub conn: Conn,
     pub hello: PendingHello,
+    /// The connection's TLS state, when TLS is on.
+    pub tls: Option<Box<TlsConn>>,
 }
 
 /// Deliveries for one shard, in request order, with where each sits in the request.
@@ -145,6 +148,12 @@ pub(crate) struct Shard {
     /// Connections that had more to read when their share of a wake-up ran out.
     pub still_readable: Vec<(usize, u32)>,
     ready: Vec<(usize, Ready)>,
+    /// Each connection's TLS state, when the connector serves `wss://` (`None`: plain, and
+    /// plain connections cost nothing for it).
+    pub tls: Option<TlsTable>,
+    /// Records sealed for the connection being written, before they go to its socket; one
+    /// buffer per shard, like `scratch`.
+    pub tls_out: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -162,7 +171,6 @@ impl Shard {
     ) -> Self {
         Self {
             index,
-            shared,
             registry,
             conns: Slab::new(),
             devices: HashMap::new(),
@@ -176,6 +184,9 @@ impl Shard {
             next_generation: 0,
             still_readable: Vec::new(),
             ready: Vec::with_capacity(EVENTS_PER_POLL),
+            tls: shared.config.device_tls.clone().map(TlsTable::new),
+            tls_out: Vec::new(),
+            shared,
         }
     }
 
@@ -227,14 +238,27 @@ impl Shard {
             self.shared.forget(&conn);
             return;
         }
-        if let Some(key) = self.insert(conn) {
-            tracing::debug!(peer = ?self.conns[key].stream.peer_addr().ok(), "connection accepted");
+        let Some(key) = self.insert(conn) else {
+            return;
+        };
+        tracing::debug!(peer = ?self.conns[key].stream.peer_addr().ok(), "connection accepted");
+        if let Some(table) = &mut self.tls {
+            match TlsConn::new(table.config.clone()) {
+                Ok(tls) => table.put(key, tls),
+                Err(error) => {
+                    tracing::warn!(%error, "could not start TLS on a connection");
+                    self.remove(key);
+                }
+            }
         }
     }
 
     fn adopt(&mut self, moved: Moved) {
-        let Moved { conn, hello } = moved;
+        let Moved { conn, hello, tls } = moved;
         if let Some(key) = self.insert(conn) {
+            if let (Some(table), Some(tls)) = (&mut self.tls, tls) {
+                table.put(key, tls);
+            }
             self.begin_hello(key, hello);
         }
     }
@@ -318,6 +342,17 @@ impl Shard {
         for key in silent {
             tracing::debug!(device_id = %self.conns[key].device(), "connection timed out");
             if self.conns[key].state == ConnState::AwaitingHandshake {
+                let handshaking = self
+                    .tls
+                    .as_mut()
+                    .and_then(|table| table.get_mut(key))
+                    .is_some_and(|tls| tls.is_handshaking());
+                if handshaking {
+                    crate::tls::count_handshake_failure(
+                        &self.shared.stats,
+                        HandshakeFailure::Timeout,
+                    );
+                }
                 self.remove(key);
             } else {
                 self.close_with_error(

@@ -71,7 +71,9 @@ impl Client {
     /// the connection itself is never waited for here.
     pub async fn start(config: Config) -> Result<Self> {
         config.validate()?;
+        let tls = crate::tls::client_config(config.tls_ca.as_ref())?;
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
             .connect_timeout(config.connect_timeout)
             .timeout(config.connect_timeout * 2)
             .build()
@@ -110,6 +112,7 @@ impl Client {
             reports: reports.clone(),
             shutdown: shutdown.clone(),
             http,
+            tls,
             inbound: Inbound::new(handed_up_to),
             acks: AckCoalescer::new(),
             attribute_sync: AttributeSync::default(),
@@ -254,6 +257,14 @@ impl Client {
     /// The client's counters now.
     pub fn stats(&self) -> Stats {
         self.counters.snapshot()
+    }
+
+    /// Why the last attempt to open a connection to a connector failed, until one succeeds
+    /// (for instance a `wss://` connector whose certificate is not trusted: see
+    /// [`Config::with_tls_ca`](crate::Config::with_tls_ca)). The client keeps retrying
+    /// meanwhile.
+    pub fn last_connect_error(&self) -> Option<String> {
+        self.counters.connect_error()
     }
 
     /// Stops the connection (acking what was handed, sending the queued reports and closing

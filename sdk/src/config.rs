@@ -11,6 +11,7 @@ use crate::attributes;
 use crate::backoff::BackoffConfig;
 use crate::error::{Error, Result};
 use crate::registration::Identity;
+use crate::tls::TlsCa;
 
 /// The settings of a [`Client`](crate::Client). Build one with [`Config::new`], then adjust
 /// fields or chain the `with_*` methods; every field has a working default.
@@ -55,6 +56,9 @@ pub struct Config {
     /// Messages received but not yet taken by the app; past it the client stops reading its
     /// socket (the connector keeps the rest in the device's inbox).
     pub queue_capacity: usize,
+    /// A CA to trust for `wss://` connectors and `https://` controllers and dispatchers,
+    /// besides the platform's roots (see [`Config::with_tls_ca`]).
+    pub tls_ca: Option<TlsCa>,
 }
 
 /// Never prints the client key, so that configurations can be logged.
@@ -76,6 +80,7 @@ impl fmt::Debug for Config {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("queue_capacity", &self.queue_capacity)
+            .field("tls_ca", &self.tls_ca)
             .finish()
     }
 }
@@ -104,12 +109,22 @@ impl Config {
             handshake_timeout: Duration::from_secs(10),
             max_frame_bytes: 1 << 20,
             queue_capacity: 256,
+            tls_ca: None,
         }
     }
 
     /// Keeps the device's state in the file at `path` (created on first start).
     pub fn with_state_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.state_path = Some(path.into());
+        self
+    }
+
+    /// Trusts `ca` (a PEM file's path, or PEM bytes) besides the platform's root
+    /// certificates, for a deployment whose `wss://` and `https://` certificates come from
+    /// its own CA. A file that cannot be read or holds no certificate fails
+    /// [`Client::start`](crate::Client::start) with [`Error::TlsCa`].
+    pub fn with_tls_ca(mut self, ca: impl Into<TlsCa>) -> Self {
+        self.tls_ca = Some(ca.into());
         self
     }
 

@@ -79,6 +79,15 @@ pub enum Error {
     /// The attributes cannot be reported (too large for one frame); the text says why.
     #[error("invalid attributes: {0}")]
     InvalidAttributes(String),
+    /// The CA configured with [`Config::with_tls_ca`](crate::Config::with_tls_ca) cannot be
+    /// used: the file cannot be read, or holds no usable certificate.
+    #[error("TLS CA {ca}: {detail}")]
+    TlsCa {
+        /// The file, or "the configured PEM text".
+        ca: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The configuration cannot work; the text says which setting.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

@@ -81,6 +81,7 @@ pub mod state;
 mod stats;
 mod stream;
 mod task;
+mod tls;
 
 pub use backoff::BackoffConfig;
 pub use client::Client;
@@ -92,6 +93,7 @@ pub use ringpush_audience::DeviceAttributes;
 pub use ringpush_protocol::{AppId, DeviceId};
 pub use stats::Stats;
 pub use stream::Stream;
+pub use tls::TlsCa;
 
 /// The name and version this SDK announces to connectors in Hello (`ringpush-rust/<version>`).
 pub const SDK_NAME: &str = session::SDK_NAME;

@@ -6,6 +6,7 @@
 //! the connector keeps the rest in the device's inbox. Liveness: after Welcome the session
 //! pings every interval and gives the connection up after two intervals without any frame.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -81,6 +82,7 @@ pub(crate) fn classify_error(code: ErrorCode, message: String) -> SessionEnd {
 /// Opens the WebSocket to `url`, within `connect_timeout`.
 pub(crate) async fn open(
     url: &str,
+    tls: &Arc<rustls::ClientConfig>,
     connect_timeout: Duration,
     max_frame_bytes: usize,
 ) -> Result<Socket, String> {
@@ -90,10 +92,13 @@ pub(crate) async fn open(
         .write_buffer_size(0)
         .max_message_size(Some(max_frame_bytes))
         .max_frame_size(Some(max_frame_bytes));
-    let connecting = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+    // Used for `wss://` URLs only; `ws://` stays plain.
+    let connector = tokio_tungstenite::Connector::Rustls(tls.clone());
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, Some(connector));
     match timeout(connect_timeout, connecting).await {
         Ok(Ok((socket, _response))) => Ok(socket),
-        Ok(Err(error)) => Err(error.to_string()),
+        Ok(Err(error)) => Err(crate::tls::explain_connect_error(&error)),
         Err(_) => Err(format!("no connection within {connect_timeout:?}")),
     }
 }
@@ -316,6 +321,7 @@ impl ConnectionTask {
                 }
                 live.welcomed(welcome.ping_interval_seconds, welcome.max_frame_bytes);
                 Counters::bump(&self.counters.connections_established);
+                self.counters.set_connect_error(None);
                 self.counters
                     .connected
                     .store(true, std::sync::atomic::Ordering::Relaxed);

@@ -46,9 +46,28 @@ pub(crate) struct Counters {
     pub(crate) reports_sent: AtomicU64,
     pub(crate) reports_dropped: AtomicU64,
     pub(crate) connected: AtomicBool,
+    /// Why the last attempt to open a connection failed (cleared by a Welcome); a plain
+    /// mutex, held only to swap the text.
+    pub(crate) last_connect_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Counters {
+    /// Records why a connection could not be opened (`None`: one was).
+    pub(crate) fn set_connect_error(&self, error: Option<String>) {
+        let mut last = self
+            .last_connect_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *last = error;
+    }
+
+    pub(crate) fn connect_error(&self) -> Option<String> {
+        self.last_connect_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Adds one to a counter.
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);

@@ -71,6 +71,8 @@ pub(crate) struct ConnectionTask {
     /// Fired by `Client::close` or by dropping the client.
     pub(crate) shutdown: CancellationToken,
     pub(crate) http: reqwest::Client,
+    /// What `wss://` connectors are trusted with (the platform's roots and the app's CA).
+    pub(crate) tls: Arc<rustls::ClientConfig>,
     pub(crate) inbound: Inbound,
     pub(crate) acks: AckCoalescer,
     pub(crate) attribute_sync: AttributeSync,
@@ -107,6 +109,7 @@ impl ConnectionTask {
             };
             let socket = match session::open(
                 &url,
+                &self.tls,
                 self.config.connect_timeout,
                 self.config.max_frame_bytes,
             )
@@ -115,6 +118,7 @@ impl ConnectionTask {
                 Ok(socket) => socket,
                 Err(reason) => {
                     tracing::warn!(%device_id, url, reason, "could not connect to the connector");
+                    self.counters.set_connect_error(Some(reason));
                     self.forget_connector().await;
                     if !self.wait_backoff("connection failed").await {
                         return;

@@ -413,6 +413,18 @@ impl Device {
         Self { ws }
     }
 
+    /// Connects over `wss://`, trusting `tls` (e.g. the test CA's configuration).
+    pub async fn connect_tls(url: &str, tls: Arc<rustls::ClientConfig>) -> Self {
+        let connector = tokio_tungstenite::Connector::Rustls(tls);
+        let connecting =
+            tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector));
+        let (ws, _) = tokio::time::timeout(PATIENCE, connecting)
+            .await
+            .expect("connect in time")
+            .expect("websocket connect");
+        Self { ws }
+    }
+
     pub async fn send(&mut self, frame: client_frame::Kind) {
         let frame = ClientFrame { kind: Some(frame) };
         self.ws
@@ -556,8 +568,14 @@ impl Device {
     }
 
     async fn shut_socket(&mut self) {
-        if let MaybeTlsStream::Plain(tcp) = self.ws.get_mut() {
-            let _ = tokio::io::AsyncWriteExt::shutdown(tcp).await;
+        match self.ws.get_mut() {
+            MaybeTlsStream::Plain(tcp) => {
+                let _ = tokio::io::AsyncWriteExt::shutdown(tcp).await;
+            }
+            MaybeTlsStream::Rustls(tls) => {
+                let _ = tokio::io::AsyncWriteExt::shutdown(tls).await;
+            }
+            _ => {}
         }
     }
 

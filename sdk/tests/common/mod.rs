@@ -155,12 +155,23 @@ impl Cluster {
     /// Starts a connector with this id on `device_address` (port 0 for any) and waits until
     /// the dispatcher sees it.
     pub async fn start_connector(&mut self, id: &str, device_address: &str) -> usize {
+        self.start_connector_with(id, device_address, None).await
+    }
+
+    /// [`Cluster::start_connector`], serving `wss://` when `tls` is set.
+    pub async fn start_connector_with(
+        &mut self,
+        id: &str,
+        device_address: &str,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> usize {
         let device_listener = TcpListener::bind(device_address)
             .await
             .expect("bind devices");
         let grpc_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
         let device_url = format!(
-            "ws://{}{}",
+            "{}://{}{}",
+            if tls.is_some() { "wss" } else { "ws" },
             device_listener.local_addr().unwrap(),
             ringpush_protocol::CONNECT_PATH
         );
@@ -173,6 +184,7 @@ impl Cluster {
             ping_interval: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(2),
             membership: membership_config(),
+            device_tls: tls,
             ..ConnectorConfig::default()
         };
         let shutdown = CancellationToken::new();

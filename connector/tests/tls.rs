@@ -1,0 +1,170 @@
+//! Device connections over TLS (`wss://`): the same protocol on top, handshakes that fail or
+//! stall closing only their own socket, and every close freeing its connection.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Connector, Device, Env, PATIENCE, eventually};
+use ringpush_protocol::internal::DeliveryOutcome;
+use ringpush_testkit::TestPki;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A connector serving `wss://` with the test PKI's server certificate, and a client
+/// configuration that trusts the test CA.
+struct TlsSetup {
+    pki: TestPki,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsSetup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pki = TestPki::write(dir.path());
+        Self { pki, _dir: dir }
+    }
+
+    async fn start(&self, env: &Env, ping_interval: Duration) -> Connector {
+        let server = ringpush_tls::ServerTls {
+            cert: self.pki.server_cert.clone(),
+            key: self.pki.server_key.clone(),
+            client_ca: None,
+        }
+        .config(&[b"http/1.1"])
+        .expect("server TLS config");
+        env.start(|config| {
+            config.device_url = config.device_url.replacen("ws://", "wss://", 1);
+            config.device_tls = Some(server);
+            config.ping_interval = ping_interval;
+        })
+        .await
+    }
+
+    fn client(&self) -> Arc<rustls::ClientConfig> {
+        ringpush_tls::ClientTls {
+            ca: self.pki.ca.clone(),
+            identity: None,
+        }
+        .config(&[b"http/1.1"])
+        .expect("client TLS config")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_over_tls_gets_welcome_replay_and_live_pushes_and_closing_frees_it() {
+    let env = Env::new().await;
+    let tls = TlsSetup::new();
+    let connector = tls.start(&env, Duration::from_secs(30)).await;
+    assert!(connector.url().starts_with("wss://127.0.0.1:"));
+    let (device, token) = env.device().await;
+    // Enough replay for one flush to span several TLS records (16 KiB each).
+    let pending = env.append(device, 400).await;
+
+    let mut client = Device::connect_tls(&connector.url(), tls.client()).await;
+    client.hello(device, &token, 0).await;
+    let welcome = client.welcome().await;
+    assert_eq!(welcome.connector_id, "connector-a");
+    for expected in &pending {
+        assert_eq!(&client.push().await, expected);
+    }
+    let live = env.append(device, 2).await;
+    let outcomes = connector
+        .deliver(&[(device, live[0].clone()), (device, live[1].clone())])
+        .await;
+    assert_eq!(
+        outcomes,
+        [DeliveryOutcome::Written, DeliveryOutcome::Written]
+    );
+    assert_eq!(client.push().await, live[0]);
+    assert_eq!(client.push().await, live[1]);
+    client.ack(402).await;
+    client.expect_quiet(9).await;
+    eventually("the TLS connection is idle", || async {
+        let stats = &connector.stats;
+        stats.connections() == 1 && stats.devices() == 1 && stats.busy() == 0
+    })
+    .await;
+    assert_eq!(connector.stats.tls_handshake_failures(), 0);
+
+    drop(client);
+    connector.wait_idle().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_text_and_garbage_on_the_tls_port_close_only_their_own_socket() {
+    let env = Env::new().await;
+    let tls = TlsSetup::new();
+    let connector = tls.start(&env, Duration::from_secs(30)).await;
+    let (device, token) = env.device().await;
+    let mut client = Device::connect_tls(&connector.url(), tls.client()).await;
+    client.hello(device, &token, 0).await;
+    client.welcome().await;
+
+    // A plain WebSocket client: its upgrade request is not TLS.
+    let plain_url = connector.url().replacen("wss://", "ws://", 1);
+    let plain = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(plain_url))
+        .await
+        .expect("answered in time");
+    assert!(plain.is_err(), "a plain client must not get a WebSocket");
+
+    // Garbage that starts like a TLS record, then is not one.
+    let mut garbage = tokio::net::TcpStream::connect(connector.device_addr)
+        .await
+        .unwrap();
+    garbage
+        .write_all(b"\x16\x03\x01\x00\x10not a client hello at all")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    // The connector closes the socket (a reset is as good as an end).
+    let _ = tokio::time::timeout(PATIENCE, garbage.read_to_end(&mut answer))
+        .await
+        .expect("closed in time");
+    // Whatever came back is at most a TLS alert, never an HTTP answer in the clear.
+    assert!(!answer.starts_with(b"HTTP"), "{answer:?}");
+
+    eventually(
+        "both failures are counted and their sockets freed",
+        || async {
+            connector.stats.tls_handshake_failures() >= 2 && connector.stats.connections() == 1
+        },
+    )
+    .await;
+
+    // The TLS device alongside never noticed.
+    let live = env.append(device, 1).await;
+    let outcomes = connector.deliver(&[(device, live[0].clone())]).await;
+    assert_eq!(outcomes, [DeliveryOutcome::Written]);
+    assert_eq!(client.push().await, live[0]);
+    client.expect_quiet(3).await;
+
+    drop(client);
+    connector.wait_idle().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_that_stalls_is_closed_after_the_silence_timeout() {
+    let env = Env::new().await;
+    let tls = TlsSetup::new();
+    // Three ping intervals of one second: the handshake has three seconds.
+    let connector = tls.start(&env, Duration::from_secs(1)).await;
+    let mut stalled = tokio::net::TcpStream::connect(connector.device_addr)
+        .await
+        .unwrap();
+    // The first bytes of a ClientHello record, and then nothing.
+    stalled.write_all(b"\x16\x03\x01\x02").await.unwrap();
+    eventually("the connector holds the socket", || async {
+        connector.stats.connections() == 1
+    })
+    .await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, stalled.read_to_end(&mut rest))
+        .await
+        .expect("closed within the timeout");
+    eventually("the timeout is counted and the socket freed", || async {
+        connector.stats.tls_handshake_failures() == 1
+    })
+    .await;
+    connector.wait_idle().await;
+}
