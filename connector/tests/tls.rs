@@ -62,6 +62,12 @@ async fn a_device_over_tls_gets_welcome_replay_and_live_pushes_and_closing_frees
     let pending = env.append(device, 400).await;
 
     let mut client = Device::connect_tls(&connector.url(), tls.client()).await;
+    match client.ws.get_ref() {
+        tokio_tungstenite::MaybeTlsStream::Rustls(stream) => {
+            assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+        }
+        _ => panic!("expected a TLS stream"),
+    }
     client.hello(device, &token, 0).await;
     let welcome = client.welcome().await;
     assert_eq!(welcome.connector_id, "connector-a");
@@ -166,5 +172,68 @@ async fn a_handshake_that_stalls_is_closed_after_the_silence_timeout() {
         connector.stats.tls_handshake_failures() == 1
     })
     .await;
+    connector.wait_idle().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_device_that_never_reads_is_cut_off_as_a_slow_consumer() {
+    let env = Env::new().await;
+    let tls = TlsSetup::new();
+    let server = ringpush_tls::ServerTls {
+        cert: tls.pki.server_cert.clone(),
+        key: tls.pki.server_key.clone(),
+        client_ca: None,
+    }
+    .config(&[b"http/1.1"])
+    .unwrap();
+    let connector = env
+        .start(|config| {
+            config.device_url = config.device_url.replacen("ws://", "wss://", 1);
+            config.device_tls = Some(server);
+            config.max_pending_output_bytes = 16 * 1024;
+            config.socket_send_buffer_bytes = Some(4096);
+        })
+        .await;
+    let (device, token) = env.device().await;
+    // A small receive window, so what the device does not read waits in the connector.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(connector.device_addr).await.unwrap();
+    let connecting = tokio_tungstenite::client_async_tls_with_config(
+        connector.url(),
+        stream,
+        None,
+        Some(tokio_tungstenite::Connector::Rustls(tls.client())),
+    );
+    let (ws, _) = tokio::time::timeout(PATIENCE, connecting)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut client = Device { ws };
+    client.hello(device, &token, 0).await;
+    client.welcome().await;
+
+    // Pushes of 4,000 bytes, one delivery at a time, never read.
+    let pushes = env.append(device, 400).await;
+    let mut written = 0;
+    for mut push in pushes {
+        push.payload = vec![b'x'; 4000];
+        match connector.deliver(&[(device, push)]).await[..] {
+            [DeliveryOutcome::Written] => written += 1,
+            _ => break,
+        }
+    }
+    assert!(
+        written < 400,
+        "a device that never reads must be cut off (wrote {written} pushes)"
+    );
+    println!("pushes written before the cut: {written}");
+    // The kernel buffers take some; the connector's bound (16 KiB of records) the rest.
+    assert!(written >= 4, "cut off too early: {written}");
+    eventually("the slow consumer is freed", || async {
+        connector.stats.connections() == 0 && connector.stats.busy() == 0
+    })
+    .await;
+    drop(client);
     connector.wait_idle().await;
 }
