@@ -147,18 +147,10 @@ impl Shard {
         written
     }
 
-    /// Writes the records rustls has to send on its own (handshake flights, alerts), if
-    /// any; answers whether the connection is still there.
-    pub fn write_tls_records(&mut self, key: usize) -> bool {
-        let Some(tls) = self.tls.as_mut().and_then(|table| table.get_mut(key)) else {
-            return self.conns.contains(key);
-        };
-        let mut records = std::mem::take(&mut self.tls_out);
-        let written = match tls.take_records(&mut records) {
-            Ok(()) if records.is_empty() => None,
-            Ok(()) => Some(self.write_wire(key, &records, 0)),
-            Err(_) => Some(Written::Failed),
-        };
+    /// Writes records TLS produced on its own (handshake flights, close_notify), if any, and
+    /// gives the buffer back to the shard; answers whether the connection is still there.
+    pub fn write_tls_records(&mut self, key: usize, mut records: Vec<u8>) -> bool {
+        let written = (!records.is_empty()).then(|| self.write_wire(key, &records, 0));
         records.clear();
         self.tls_out = records;
         if let Some(written) = written {
@@ -235,11 +227,20 @@ impl Shard {
             Written::Failed => self.remove(key),
             Written::All if conn.state == ConnState::Closing => {
                 // A TLS peer is owed a close_notify before the socket's write side shuts.
-                let tls = self.tls.as_mut().and_then(|table| table.get_mut(key));
-                if tls.is_some_and(|tls| tls.queue_close_notify()) {
-                    // Comes back here once the alert is flushed, and then shuts the socket.
-                    self.write_tls_records(key);
-                    return;
+                if let Some(tls) = self.tls.as_mut().and_then(|table| table.get_mut(key)) {
+                    let mut records = std::mem::take(&mut self.tls_out);
+                    match tls.close_notify(&mut records) {
+                        Ok(false) => self.tls_out = records,
+                        Ok(true) => {
+                            // Comes back here once the alert is flushed, and then shuts.
+                            self.write_tls_records(key, records);
+                            return;
+                        }
+                        Err(_) => {
+                            self.tls_out = records;
+                            return self.remove(key);
+                        }
+                    }
                 }
                 let conn = &self.conns[key];
                 if conn.stream.shutdown(std::net::Shutdown::Write).is_err() {

@@ -84,14 +84,22 @@ impl Shard {
         let Some(tls) = self.tls.as_mut().and_then(|table| table.get_mut(key)) else {
             return conn.stream.read(&mut self.read_buf);
         };
-        let read = tls.read(&mut conn.stream, &mut self.read_buf, &self.shared.stats);
+        let mut records = std::mem::take(&mut self.tls_out);
+        let read = tls.read(
+            &mut conn.stream,
+            &mut self.read_buf,
+            &mut self.tls_in,
+            &mut records,
+            &self.shared.stats,
+        );
         if read
             .as_ref()
             .is_err_and(|error| error.kind() != ErrorKind::WouldBlock)
         {
+            self.tls_out = records;
             return read;
         }
-        if !self.write_tls_records(key) {
+        if !self.write_tls_records(key, records) {
             return Err(ErrorKind::NotConnected.into());
         }
         read

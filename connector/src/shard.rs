@@ -154,6 +154,9 @@ pub(crate) struct Shard {
     /// Records sealed for the connection being written, before they go to its socket; one
     /// buffer per shard, like `scratch`.
     pub tls_out: Vec<u8>,
+    /// Records read from a TLS connection's socket, decrypted into `read_buf`; one buffer per
+    /// shard (a connection keeps only the start of a record still in flight).
+    pub tls_in: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -186,6 +189,7 @@ impl Shard {
             ready: Vec::with_capacity(EVENTS_PER_POLL),
             tls: shared.config.device_tls.clone().map(TlsTable::new),
             tls_out: Vec::new(),
+            tls_in: Vec::new(),
             shared,
         }
     }

@@ -237,3 +237,63 @@ async fn a_tls_device_that_never_reads_is_cut_off_as_a_slow_consumer() {
     drop(client);
     connector.wait_idle().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_that_arrive_a_byte_at_a_time_are_put_together() {
+    let env = Env::new().await;
+    let tls = TlsSetup::new();
+    let connector = tls.start(&env, Duration::from_secs(30)).await;
+    let (address, client_tls) = (connector.device_addr, tls.client());
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(address).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+        let name = "127.0.0.1".try_into().unwrap();
+        let mut session = rustls::ClientConnection::new(client_tls, name).unwrap();
+        // Every record this client sends (the ClientHello, its Finished, the upgrade
+        // request) goes out one byte per write.
+        let trickle = |session: &mut rustls::ClientConnection, tcp: &mut std::net::TcpStream| {
+            let mut records = Vec::new();
+            while session.wants_write() {
+                session.write_tls(&mut records).unwrap();
+            }
+            for byte in records {
+                tcp.write_all(&[byte]).unwrap();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        };
+        while session.is_handshaking() {
+            trickle(&mut session, &mut tcp);
+            if session.is_handshaking() {
+                session.read_tls(&mut tcp).unwrap();
+                session.process_new_packets().unwrap();
+            }
+        }
+        let request = format!(
+            "GET /v1/connect HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        session.writer().write_all(request.as_bytes()).unwrap();
+        trickle(&mut session, &mut tcp);
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            match session.reader().read(&mut byte) {
+                Ok(1) => answer.push(byte[0]),
+                Ok(_) => break,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    session.read_tls(&mut tcp).unwrap();
+                    session.process_new_packets().unwrap();
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 101"), "{answer:?}");
+    assert_eq!(connector.stats.tls_handshake_failures(), 0);
+}
