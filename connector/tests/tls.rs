@@ -297,3 +297,32 @@ async fn records_that_arrive_a_byte_at_a_time_are_put_together() {
     assert!(answer.starts_with(b"HTTP/1.1 101"), "{answer:?}");
     assert_eq!(connector.stats.tls_handshake_failures(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_1_2_device_is_served_too() {
+    let env = Env::new().await;
+    let tls = TlsSetup::new();
+    let connector = tls.start(&env, Duration::from_secs(30)).await;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in ringpush_tls::read_certs(&tls.pki.ca).unwrap() {
+        roots.add(cert).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (device, token) = env.device().await;
+    let pending = env.append(device, 50).await;
+    let mut client = Device::connect_tls(&connector.url(), Arc::new(config)).await;
+    client.hello(device, &token, 0).await;
+    client.welcome().await;
+    for expected in &pending {
+        assert_eq!(&client.push().await, expected);
+    }
+    client.expect_quiet(1).await;
+    drop(client);
+    connector.wait_idle().await;
+}
