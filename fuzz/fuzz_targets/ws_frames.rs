@@ -129,9 +129,9 @@ fn client_frame_ok(payload: &[u8]) -> bool {
     let again: ClientFrame =
         frame::decode_client(&encoded, MAX_FRAME_BYTES).expect("a re-encoded ClientFrame decodes");
     assert_eq!(again, decoded);
-    let mut twice = Vec::new();
-    frame::encode_into(&again, &mut twice);
-    assert_eq!(twice, encoded, "encoding is deterministic");
+    // (The bytes need not repeat: prost encodes a proto `map` (Attributes.custom) in its
+    // HashMap's order, which differs between two maps of the same entries. Found by this
+    // target; nothing in ringpush compares encoded frames, so the check is on values only.)
 
     match decoded.kind {
         Some(client_frame::Kind::Hello(hello)) => {
