@@ -328,30 +328,18 @@ impl Chaos {
                 format!("connector {id} cut off from Redis for {CUT_OFF_FOR:?}")
             }
             Fault::ConnectorClockBehind => {
-                let Some(env) = skewed_clock_env(-CLOCK_SKEW_SECONDS) else {
+                let Some(joined) = add_skewed_connector(platform, -CLOCK_SKEW_SECONDS).await else {
                     return skipped_clock_skew();
                 };
-                let joined = platform
-                    .add_connector_with(ConnectorOptions {
-                        env,
-                        ..ConnectorOptions::default()
-                    })
-                    .await;
                 format!(
                     "connector {} joins with its clock {CLOCK_SKEW_SECONDS} s behind",
                     platform.connectors[joined].id
                 )
             }
             Fault::ConnectorClockAhead => {
-                let Some(env) = skewed_clock_env(CLOCK_SKEW_SECONDS) else {
+                let Some(joined) = add_skewed_connector(platform, CLOCK_SKEW_SECONDS).await else {
                     return skipped_clock_skew();
                 };
-                let joined = platform
-                    .add_connector_with(ConnectorOptions {
-                        env,
-                        ..ConnectorOptions::default()
-                    })
-                    .await;
                 // Long enough for the ring's move to reach its devices.
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 platform.connectors[joined].proc.kill9();
@@ -388,6 +376,17 @@ fn connection_moves(devices: &[Device]) -> u64 {
             stats.reconnects + stats.redirects_followed
         })
         .sum()
+}
+
+/// Starts a connector whose wall clock is `seconds` off; answers its index, or `None` when
+/// libfaketime is not installed.
+async fn add_skewed_connector(platform: &mut Platform, seconds: i64) -> Option<usize> {
+    let env = skewed_clock_env(seconds)?;
+    let options = ConnectorOptions {
+        env,
+        ..ConnectorOptions::default()
+    };
+    Some(platform.add_connector_with(options).await)
 }
 
 /// Says (once per fault) that a clock fault was skipped, and why.

@@ -69,6 +69,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use app_cache::APP_CACHE_TTL;
+pub use profile::attributes_of;
 use ringpush_protocol::frame::{DEFAULT_MAX_PAYLOAD_BYTES, FRAME_OVERHEAD_BYTES};
 use ringpush_store::Store;
 use ringpush_store::membership::MembershipConfig;

@@ -111,7 +111,7 @@ impl Shard {
 
 /// Turns a device's report into [`DeviceAttributes`] (an empty field is an absent one) and
 /// checks it against the audience crate's bounds; the error says what is wrong.
-pub(crate) fn attributes_of(wire: Attributes) -> Result<DeviceAttributes, AttributesError> {
+pub fn attributes_of(wire: Attributes) -> Result<DeviceAttributes, AttributesError> {
     let present = |value: String| (!value.is_empty()).then_some(value);
     let attributes = DeviceAttributes {
         platform: present(wire.platform),

@@ -80,6 +80,7 @@ impl ControllerState {
         if keyless.is_empty() {
             return Ok(keys);
         }
+        keyless.sort_unstable();
         keyless.dedup();
         let count = keyless.len();
         keyless.truncate(10);

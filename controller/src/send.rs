@@ -80,8 +80,9 @@ impl ControllerState {
         }
     }
 
-    /// Charges a REST send to its app's quota: one per device of a unicast target, one for
-    /// an audience message. Refused (429), nothing is charged.
+    /// Charges a REST send to its app's quota: one per device id or alias of a unicast
+    /// target (an alias is charged once, however many devices it names, as aliases resolve
+    /// after the charge), one for an audience message. Refused (429), nothing is charged.
     pub(crate) fn take_send_quota(&self, app: &AppRecord, target: &Target) -> Result<(), ApiError> {
         let Some(quotas) = &self.send_quotas else {
             return Ok(());

@@ -149,24 +149,12 @@ fn client_frame_ok(payload: &[u8]) -> bool {
     }
 }
 
-/// As the connector's `profile::attributes_of`: the wire set as `DeviceAttributes`, checked,
+/// What the connector makes of a device's Attributes (`ringpush_connector::attributes_of`),
 /// then matched against audiences that read every field.
 fn attributes_ok(wire: Attributes) -> bool {
-    let present = |value: String| (!value.is_empty()).then_some(value);
-    let attributes = ringpush_audience::DeviceAttributes {
-        platform: present(wire.platform),
-        os_version: present(wire.os_version),
-        app_version: present(wire.app_version),
-        locale: present(wire.locale),
-        timezone: present(wire.timezone),
-        alias: present(wire.alias),
-        tags: wire.tags.into_iter().collect(),
-        topics: wire.topics.into_iter().collect(),
-        custom: wire.custom.into_iter().collect(),
-    };
-    if attributes.validate().is_err() {
+    let Ok(attributes) = ringpush_connector::attributes_of(wire) else {
         return false;
-    }
+    };
     for text in AUDIENCES {
         let audience = ringpush_audience::Audience::parse(text).expect("a valid audience");
         let _ = audience.matches(&attributes);
