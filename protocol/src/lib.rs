@@ -8,13 +8,16 @@
 //!   buffers so that an idle connection owns no buffer at all;
 //! - [`ids`]: the identifiers that cross process boundaries (device, app, message);
 //! - [`token`]: device tokens, signed and bound to one device;
-//! - [`seal`]: payloads sealed to one device's key (HPKE), optionally compressed.
+//! - [`seal`]: payloads sealed to one device's key (HPKE), optionally compressed;
+//! - [`platform`]: platform push tokens (APNs, FCM, Web Push) and the envelope a message
+//!   rides in through those services.
 //!
 //! Does not own: sockets, tasks or any I/O; the connector and the SDK drive these codecs.
 //! docs/protocol.md describes the protocol for implementers of other SDKs.
 
 pub mod frame;
 pub mod ids;
+pub mod platform;
 pub mod seal;
 pub mod token;
 pub mod ws;
