@@ -38,6 +38,8 @@ pub enum ApiError {
     UnknownOperator(String),
     #[error("the key is not valid for this {0}")]
     InvalidCredentials(&'static str),
+    #[error("the device token was refused: {0}")]
+    DeviceTokenRefused(ringpush_store::TokenRejection),
     #[error("this endpoint needs the {needed}; the {given} cannot call it")]
     WrongKey {
         needed: &'static str,
@@ -73,7 +75,9 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::MissingCredentials => (StatusCode::UNAUTHORIZED, "missing_credentials"),
-            Self::InvalidCredentials(_) => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            Self::InvalidCredentials(_) | Self::DeviceTokenRefused(_) => {
+                (StatusCode::UNAUTHORIZED, "invalid_credentials")
+            }
             Self::WrongKey { .. } => (StatusCode::FORBIDDEN, "wrong_key"),
             Self::InvalidLogin => (StatusCode::UNAUTHORIZED, "invalid_login"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),

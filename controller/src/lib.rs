@@ -13,6 +13,8 @@
 //!   clock, or a simulated one for tests and demos);
 //! - [`delivery`]: one multiplexed HTTP/2 channel per connector, batched `Deliver` calls;
 //!   `hand_off`: across regions, moves messages held for an unreachable home region home;
+//! - [`platform`]: the platform path (APNs, FCM, Web Push) for devices that cannot hold a
+//!   connection: planned at send time, sent by a worker from a durable queue;
 //! - [`error`]: every error a caller can get, with its status code, in one place.
 //!
 //! A message is written to its device's inbox (durable, sequenced) before the API answers and
@@ -34,6 +36,7 @@ mod hand_off;
 pub mod login_limit;
 pub mod message_options;
 pub mod password;
+pub mod platform;
 mod portal;
 pub mod scheduler;
 mod sealing;
@@ -135,6 +138,8 @@ pub struct ControllerState {
     /// Each app's send quota in this process (a std mutex, held for one bucket update).
     pub(crate) send_quotas:
         Option<Arc<std::sync::Mutex<ringpush_limits::TokenBuckets<ringpush_protocol::AppId>>>>,
+    /// The platform path (gateways to APNs, FCM, Web Push); `None`: socket only.
+    pub(crate) platform: Option<Arc<platform::Platform>>,
 }
 
 impl ControllerState {
@@ -163,7 +168,20 @@ impl ControllerState {
             login_limiter: Arc::default(),
             device_owners: Arc::default(),
             regional: None,
+            platform: None,
         }
+    }
+
+    /// Sends through the platform services too (see [`platform`]), from a worker that runs
+    /// until `shutdown` fires.
+    pub fn with_platform(
+        mut self,
+        platform: platform::Platform,
+        shutdown: CancellationToken,
+    ) -> Self {
+        self.platform = Some(Arc::new(platform));
+        tokio::spawn(platform::run(self.clone(), shutdown));
+        self
     }
 
     /// Reads campaign time from `clock` instead of the system clock (give the scheduler the

@@ -8,7 +8,7 @@ use ringpush_audience::Audience;
 use ringpush_protocol::DeviceId;
 use ringpush_protocol::device::Push;
 use ringpush_store::{
-    AppRecord, Appended, Counter, Holding, NewMessage, NewTimelineEntry, StatIncrement,
+    AppRecord, Appended, Counter, Holding, NewMessage, NewTimelineEntry, Priority, StatIncrement,
     StoredMessage, Written, now_ms,
 };
 use sha2::Digest;
@@ -17,6 +17,7 @@ use crate::ControllerState;
 use crate::audience_scan;
 use crate::delivery::Outgoing;
 use crate::error::ApiError;
+use crate::platform::PlannedMessage;
 use crate::target::{Send, Target};
 
 /// Audience messages kept per app timeline; the oldest are dropped past it.
@@ -158,9 +159,17 @@ impl ControllerState {
                 .collect(),
             Some(_) => Vec::new(),
         };
-        let (written, presences) = tokio::join!(
+        // Which devices may also be reached through a platform service: their tokens are
+        // read while the messages are written.
+        let platform_route = self.platform_route(app, send.route).await;
+        let platform_devices: &[DeviceId] = match platform_route {
+            Some(_) => &devices,
+            None => &[],
+        };
+        let (written, presences, with_platform_token) = tokio::join!(
             self.write_ahead(&mut messages, &holding),
-            self.delivery.presences(&lookups)
+            self.delivery.presences(&lookups),
+            self.devices_with_platform_tokens(platform_devices)
         );
         let written = written?;
         let dropped: u64 = written
@@ -183,6 +192,7 @@ impl ControllerState {
         let mut message_ids = Vec::with_capacity(messages.len());
         let mut held = Vec::new();
         let mut outgoing = Vec::with_capacity(messages.len());
+        let mut platform_bound = Vec::new();
         let mut presences = presences.into_iter();
         for (message, written) in messages.into_iter().zip(written) {
             // In step with `lookups`.
@@ -200,14 +210,29 @@ impl ControllerState {
                     continue;
                 }
             };
+            if !appended.duplicate && with_platform_token.contains(&message.device) {
+                platform_bound.push(PlannedMessage {
+                    device: message.device,
+                    seq: appended.seq,
+                    high_priority: message.options.priority == Priority::High,
+                });
+            }
             let message = outgoing_message(message, appended.seq).with_presence_hint(presence);
             message_ids.push(message.push.message_id.clone());
             outgoing.push(message);
         }
-        match context.throttle_per_second {
-            Some(rate) => self.delivery.send_paced(outgoing, rate).await,
-            None => self.delivery.send(outgoing).await,
-        }
+        let live = async {
+            match context.throttle_per_second {
+                Some(rate) => self.delivery.send_paced(outgoing, rate).await,
+                None => self.delivery.send(outgoing).await,
+            }
+        };
+        let planned = async {
+            if let Some(route) = platform_route {
+                self.plan_platform_sends(app, route, &platform_bound).await;
+            }
+        };
+        tokio::join!(live, planned);
         Ok(Sent::Unicast { message_ids, held })
     }
 

@@ -44,6 +44,10 @@ pub struct SendRequest {
     /// What to show: title, body, deep link, badge.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notification: Option<NotificationRequest>,
+    /// For devices with a platform token: `"socket_first"`, `"socket_only"` or
+    /// `"platform_only"` (default: the app's gateway policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
 }
 
 /// Who a message goes to.
@@ -65,6 +69,8 @@ pub struct Send {
     pub content_type: ContentType,
     pub ttl_seconds: u64,
     pub options: MessageOptions,
+    /// The message's own route on the platform path (`None`: the app's).
+    pub route: Option<ringpush_gateway::Route>,
 }
 
 impl SendRequest {
@@ -157,12 +163,32 @@ impl SendRequest {
                 config.max_ttl_seconds
             )));
         }
+        let route = match self.route.as_deref() {
+            None => None,
+            Some(_) if matches!(target, Target::Audience(_)) => {
+                return Err(ApiError::InvalidRequest(
+                    "route applies to sends to device_ids or aliases: an audience message \
+                     reaches connected devices and catches the others up when they connect"
+                        .into(),
+                ));
+            }
+            Some("socket_first") => Some(ringpush_gateway::Route::SocketFirst),
+            Some("socket_only") => Some(ringpush_gateway::Route::SocketOnly),
+            Some("platform_only") => Some(ringpush_gateway::Route::PlatformOnly),
+            Some(other) => {
+                return Err(ApiError::InvalidRequest(format!(
+                    "route must be \"socket_first\", \"socket_only\" or \"platform_only\", \
+                     got {other:?}"
+                )));
+            }
+        };
         Ok(Send {
             target,
             payload,
             content_type,
             ttl_seconds,
             options,
+            route,
         })
     }
 }

@@ -27,12 +27,14 @@ use crate::{
 mod apps;
 mod campaigns;
 mod operators;
+mod platform;
 mod registry;
 mod stats;
 mod timeline;
 pub use apps::*;
 pub use campaigns::*;
 pub use operators::*;
+pub use platform::*;
 pub use registry::*;
 pub use stats::*;
 pub use timeline::*;
@@ -110,6 +112,11 @@ macro_rules! store_conformance_tests {
             // the portal's operators and sessions
             operators_are_created_once_listed_and_deleted,
             sessions_are_created_read_expire_and_deleted,
+            // the platform gateways' tokens, settings and queue
+            a_platform_token_is_replaced_and_retired_only_if_still_current,
+            app_gateway_settings_are_kept_whole,
+            platform_sends_are_claimed_when_due_and_again_after_their_lease,
+            platform_outcomes_are_recorded_per_message,
         );
     };
     (@cases $make_store:expr; $($case:ident),* $(,)?) => {

@@ -16,6 +16,7 @@ mod idempotency;
 mod inbox;
 mod memory;
 mod operators;
+mod platform;
 mod records;
 mod registry;
 mod stats;
@@ -29,7 +30,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTran
 use ringpush_protocol::{AppId, DeviceId};
 use ringpush_ring::Member;
 
-use crate::{AppKey, CampaignStore, OperatorStore};
+use crate::{AppKey, CampaignStore, OperatorStore, PlatformStore};
 use crate::{
     AppRecord, Appended, DeviceRecord, IDEMPOTENCY_TTL_MS, InboxLimits, InboxState, NewMessage,
     Presence, Store, StoreError, StoreResult, StoredMessage, now_ms,
@@ -74,6 +75,7 @@ impl EmbeddedStore {
             stats::create_tables(&transaction)?;
             campaigns::create_tables(&transaction)?;
             operators::create_tables(&transaction)?;
+            platform::create_tables(&transaction)?;
         }
         transaction.commit()?;
         Ok(Self {
@@ -424,6 +426,10 @@ impl Store for EmbeddedStore {
     }
 
     fn operators(&self) -> &dyn OperatorStore {
+        self
+    }
+
+    fn platform(&self) -> &dyn PlatformStore {
         self
     }
 }

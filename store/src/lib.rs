@@ -9,7 +9,8 @@
 //! and their token hashes, each device's inbox (sequence, pending messages, delivered and
 //! acked positions), presence, connector leases (the ring's membership) and idempotency
 //! records; and, behind accessors, the device registry, timelines, statistics, campaigns, and
-//! the web portal's operators and their sessions ([`OperatorStore`]). [`conformance`] is the
+//! the web portal's operators and their sessions ([`OperatorStore`]), and what the platform
+//! gateways keep: tokens, settings, the queue of platform sends ([`PlatformStore`]). [`conformance`] is the
 //! behaviour both backends must show; each backend's tests run all of it.
 //!
 //! What it does not own: routing, sockets, key generation or checking (callers hash keys and
@@ -26,6 +27,7 @@ pub mod membership;
 mod model;
 mod operators;
 mod options;
+mod platform;
 mod record_bytes;
 mod redis_store;
 mod regional;
@@ -44,6 +46,10 @@ pub use embedded::EmbeddedStore;
 pub use model::*;
 pub use operators::{OperatorRecord, OperatorStore, Role, SessionRecord, UnknownRole};
 pub use options::{MessageOptions, Notification, Priority};
+pub use platform::{
+    PLATFORM_OUTCOME_TTL_MS, PlatformJob, PlatformOutcome, PlatformRegistration, PlatformState,
+    PlatformStore,
+};
 pub use redis_store::RedisStore;
 pub use regional::{
     HandedOff, HeldId, HeldStatus, Holding, MAX_HELD_PER_HOME, Region, RegionalStore, Written,
@@ -200,6 +206,8 @@ pub trait Store: Send + Sync + 'static {
     fn campaigns(&self) -> &dyn CampaignStore;
     /// Operators of the web portal and their sessions.
     fn operators(&self) -> &dyn OperatorStore;
+    /// Platform tokens, gateway settings and the queue of platform sends.
+    fn platform(&self) -> &dyn PlatformStore;
 
     // ---- derived ----
 

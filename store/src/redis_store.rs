@@ -16,6 +16,7 @@ mod codec;
 mod connection;
 mod keys;
 mod operators;
+mod platform;
 mod registry;
 mod scripts;
 mod stats;
@@ -28,7 +29,7 @@ use redis::{AsyncCommands, Value};
 use ringpush_protocol::{AppId, DeviceId};
 use ringpush_ring::Member;
 
-use crate::{AppKey, CampaignStore, OperatorStore};
+use crate::{AppKey, CampaignStore, OperatorStore, PlatformStore};
 use crate::{
     AppRecord, Appended, DeviceRecord, IDEMPOTENCY_TTL_MS, InboxLimits, InboxState, NewMessage,
     Presence, Store, StoreError, StoreResult, StoredMessage,
@@ -497,6 +498,10 @@ impl Store for RedisStore {
     }
 
     fn operators(&self) -> &dyn OperatorStore {
+        self
+    }
+
+    fn platform(&self) -> &dyn PlatformStore {
         self
     }
 }

@@ -28,8 +28,8 @@ pub use held::{HandedOff, HeldId, HeldStatus, Holding, MAX_HELD_PER_HOME, Writte
 
 use crate::{
     AppKey, AppRecord, Appended, CampaignStore, DeviceRecord, InboxLimits, InboxState, NewMessage,
-    OperatorStore, Presence, RegistryStore, StatsStore, Store, StoreError, StoreResult,
-    StoredMessage, TimelineStore,
+    OperatorStore, PlatformStore, Presence, RegistryStore, StatsStore, Store, StoreError,
+    StoreResult, StoredMessage, TimelineStore,
 };
 
 /// One region as the others see it.
@@ -191,6 +191,8 @@ macro_rules! write_everywhere {
         answers
     }};
 }
+
+mod platform;
 
 fn partial_write(
     what: &str,
@@ -371,6 +373,10 @@ impl Store for RegionalStore {
 
     fn operators(&self) -> &dyn OperatorStore {
         self.local().operators()
+    }
+
+    fn platform(&self) -> &dyn PlatformStore {
+        self
     }
 }
 

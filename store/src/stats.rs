@@ -32,11 +32,18 @@ pub enum Counter {
     Expired,
     /// Could not be sent at all (e.g. refused by a platform gateway).
     Failed,
+    /// Accepted by APNs for a device not connected (the platform path).
+    DeliveredApns,
+    /// Accepted by FCM for a device not connected.
+    DeliveredFcm,
+    /// Accepted by a browser's Web Push service for a device not connected.
+    #[serde(rename = "delivered_webpush")]
+    DeliveredWebPush,
 }
 
 impl Counter {
     /// Every counter, in a fixed order.
-    pub const ALL: [Counter; 7] = [
+    pub const ALL: [Counter; 10] = [
         Counter::Targeted,
         Counter::Delivered,
         Counter::Acked,
@@ -44,6 +51,9 @@ impl Counter {
         Counter::Clicked,
         Counter::Expired,
         Counter::Failed,
+        Counter::DeliveredApns,
+        Counter::DeliveredFcm,
+        Counter::DeliveredWebPush,
     ];
 
     /// The counter's name in keys and JSON.
@@ -56,6 +66,9 @@ impl Counter {
             Counter::Clicked => "clicked",
             Counter::Expired => "expired",
             Counter::Failed => "failed",
+            Counter::DeliveredApns => "delivered_apns",
+            Counter::DeliveredFcm => "delivered_fcm",
+            Counter::DeliveredWebPush => "delivered_webpush",
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod devices;
 pub mod keys;
 pub mod messages;
 pub mod operators;
+pub mod platform;
 pub mod sessions;
 pub mod stats;
 
@@ -16,7 +17,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use base64::Engine;
 use serde::de::DeserializeOwned;
 
@@ -59,6 +60,18 @@ pub(crate) fn routes(state: ControllerState) -> Router {
         .route(
             "/v1/apps/{app_id}/devices/{device_id}",
             get(devices::device_state),
+        )
+        .route(
+            "/v1/apps/{app_id}/devices/{device_id}/platform-token",
+            put(platform::put_platform_token).delete(platform::delete_platform_token),
+        )
+        .route(
+            "/v1/apps/{app_id}/gateways",
+            get(platform::get_gateways).put(platform::put_gateways),
+        )
+        .route(
+            "/v1/apps/{app_id}/platform/stats",
+            get(platform::platform_stats),
         )
         .route("/v1/apps/{app_id}/messages", post(messages::send_messages))
         .route(

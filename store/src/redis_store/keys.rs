@@ -41,6 +41,11 @@
 //! | `{portal}:operator:<name>` | string | JSON of `OperatorRecord`; created by `SET NX` (in a script with the set below) |
 //! | `{portal}:operators` | set | every operator's name |
 //! | `{portal}:session:<id hash hex>` | string | JSON of `SessionRecord`, TTL until its `expires_at_ms` (a session already expired is not stored) |
+//! | `{d:<device>}:platform` | hash | `token` (JSON of `PlatformToken`), `at` (registered, ms) |
+//! | `gateways:<app>` | string | the app's gateway settings (JSON, opaque to the store) |
+//! | `{gateway}:due` | sorted set | message id of each planned platform send, scored by when it is due (ms) |
+//! | `{gateway}:jobs` | hash | message id → JSON of `PlatformJob` |
+//! | `{gateway}:outcome:<message id>` | string | JSON of `PlatformOutcome`, TTL `PLATFORM_OUTCOME_TTL_MS` |
 //!
 //! Every key may carry a namespace prefix `<namespace>:` (see `RedisStore::with_namespace`).
 
@@ -228,6 +233,35 @@ impl Keys {
     /// A session, by the hash of its id.
     pub(super) fn session(&self, id_hash: &[u8; 32]) -> String {
         format!("{}{{portal}}:session:{}", self.prefix, hex::encode(id_hash))
+    }
+}
+
+/// Platform gateway keys: a device's token with its device, an app's settings alone, and the
+/// queue of platform sends under `{gateway}`, so that a claim moves due jobs in one script.
+impl Keys {
+    /// The device's platform token.
+    pub(super) fn platform_token(&self, device: DeviceId) -> String {
+        format!("{}{{d:{device}}}:platform", self.prefix)
+    }
+
+    /// The app's gateway settings.
+    pub(super) fn app_gateways(&self, app: AppId) -> String {
+        format!("{}gateways:{app}", self.prefix)
+    }
+
+    /// Planned platform sends by due time.
+    pub(super) fn platform_due(&self) -> String {
+        format!("{}{{gateway}}:due", self.prefix)
+    }
+
+    /// Planned platform sends by message id.
+    pub(super) fn platform_jobs(&self) -> String {
+        format!("{}{{gateway}}:jobs", self.prefix)
+    }
+
+    /// A message's platform outcome.
+    pub(super) fn platform_outcome(&self, message: &str) -> String {
+        format!("{}{{gateway}}:outcome:{message}", self.prefix)
     }
 }
 

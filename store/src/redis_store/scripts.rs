@@ -56,3 +56,9 @@ pub(super) static REVOKE_APP_KEY: LazyLock<Script> =
 /// Create an operator if its name is free, and list its name.
 pub(super) static CREATE_OPERATOR: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/create_operator.lua")));
+/// Remove a device's platform token if it is still the one given.
+pub(super) static RETIRE_PLATFORM_TOKEN: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/retire_platform_token.lua")));
+/// Take due platform sends, hiding each for a lease.
+pub(super) static CLAIM_PLATFORM_SENDS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/claim_platform_sends.lua")));
