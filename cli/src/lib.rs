@@ -11,6 +11,7 @@
 //! Exit codes: 0 success, 1 a failed operation, 64 invalid configuration or usage.
 
 pub mod client;
+pub mod gateway_settings;
 pub mod https;
 pub mod operator;
 pub mod regions;

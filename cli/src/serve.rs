@@ -446,7 +446,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         Some(metrics),
         shutdown.clone(),
     )
-    .with_clock(campaign_clock(&settings)?);
+    .with_clock(campaign_clock(&settings)?)
+    .with_platform(gateways(&settings)?, shutdown.clone());
     let scheduler = spawn_scheduler(&settings, store.clone(), state.clone(), shutdown.clone());
     let controller = tokio::spawn(ringpush_controller::serve(
         controller_listener,
@@ -670,7 +671,8 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     }
     let mut state =
         ControllerState::new(config, store.clone(), ring, Some(metrics), shutdown.clone())
-            .with_clock(campaign_clock(&settings)?);
+            .with_clock(campaign_clock(&settings)?)
+            .with_platform(gateways(&settings)?, shutdown.clone());
     if let Some(regional) = stores.regional.clone() {
         let remote = stores.remote_rings(&settings, &shutdown).await;
         state = state.across_regions(regional, remote, shutdown.clone());
@@ -687,6 +689,14 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     }
     let _ = scheduler.await;
     Ok(())
+}
+
+/// The controller's platform path (gateways to APNs, FCM and Web Push) from `[gateways]`.
+fn gateways(settings: &Settings) -> anyhow::Result<ringpush_controller::platform::Platform> {
+    settings
+        .gateways
+        .platform()
+        .map_err(|e| ConfigError(format!("{e:#}")).into())
 }
 
 /// The rustls configuration of an HTTPS listener (HTTP/1.1), if its settings turn TLS on.

@@ -28,6 +28,8 @@ pub struct Settings {
     pub dispatcher: DispatcherSettings,
     pub connector: ConnectorSettings,
     pub membership: MembershipSettings,
+    /// The platform push services (APNs, FCM, Web Push) and the controller's platform worker.
+    pub gateways: crate::gateway_settings::GatewaySettings,
 }
 
 /// One region of a geo-distributed deployment.
@@ -167,6 +169,7 @@ impl Default for Settings {
             dispatcher: DispatcherSettings::default(),
             connector: ConnectorSettings::default(),
             membership: MembershipSettings::default(),
+            gateways: Default::default(),
             region: String::new(),
             regions: Vec::new(),
         }
