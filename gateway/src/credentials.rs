@@ -53,7 +53,9 @@ impl ApnsCredentials {
                 "a key id is 10 letters and digits",
             ));
         }
-        if self.topic.is_empty() || self.topic.len() > 255 || self.topic.contains(char::is_whitespace)
+        if self.topic.is_empty()
+            || self.topic.len() > 255
+            || self.topic.contains(char::is_whitespace)
         {
             return Err(credentials_error(
                 "apns.topic",

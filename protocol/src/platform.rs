@@ -122,8 +122,7 @@ impl PlatformToken {
             } => {
                 let scheme_ok = endpoint.starts_with("https://")
                     || (allow_http_endpoints && endpoint.starts_with("http://"));
-                if !scheme_ok || endpoint.len() > 2048 || endpoint.contains(char::is_whitespace)
-                {
+                if !scheme_ok || endpoint.len() > 2048 || endpoint.contains(char::is_whitespace) {
                     return Err(PlatformTokenError::BadEndpoint);
                 }
                 let p256dh = decode_base64url(p256dh).ok_or(PlatformTokenError::BadP256dh)?;
@@ -315,6 +314,9 @@ mod tests {
         );
         assert!(web("http://127.0.0.1/abc").validate(true).is_ok());
         let json = serde_json::to_string(&apns("abcdef0123")).unwrap();
-        assert_eq!(json, r#"{"service":"apns","token":"abcdef0123","sandbox":false}"#);
+        assert_eq!(
+            json,
+            r#"{"service":"apns","token":"abcdef0123","sandbox":false}"#
+        );
     }
 }
