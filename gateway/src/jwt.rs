@@ -86,10 +86,6 @@ pub(crate) fn sign_es256(
 }
 
 /// A JWT signed with RS256 (`alg` is set here).
-#[allow(
-    dead_code,
-    reason = "used by the FCM provider, written on another branch"
-)]
 pub(crate) fn sign_rs256(
     key: &RsaKeyPair,
     mut header: serde_json::Value,
