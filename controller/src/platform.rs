@@ -89,6 +89,9 @@ impl PlatformConfig {
     }
 }
 
+/// An app's settings as read at a time (`None`: the app has none).
+type CachedSettings = (Instant, Option<Arc<AppGateways>>);
+
 /// The platform path of one controller: the gateways, the apps' settings as last read, and
 /// the bell that wakes the worker when a job is due at once.
 pub struct Platform {
@@ -96,7 +99,7 @@ pub struct Platform {
     pub(crate) config: PlatformConfig,
     /// Each app's settings and when they were read (`None`: the app has none). A std mutex
     /// held for one map lookup or insert, never across a store call.
-    settings: Mutex<HashMap<AppId, (Instant, Option<Arc<AppGateways>>)>>,
+    settings: Mutex<HashMap<AppId, CachedSettings>>,
     /// Rung when a job due now was planned, so a high-priority message does not wait for
     /// the next poll.
     pub(crate) due_now: Notify,
@@ -151,7 +154,7 @@ impl Platform {
             .remove(&app);
     }
 
-    fn cached(&self, app: AppId) -> Option<(Instant, Option<Arc<AppGateways>>)> {
+    fn cached(&self, app: AppId) -> Option<CachedSettings> {
         self.settings
             .lock()
             .expect("platform settings lock poisoned")
