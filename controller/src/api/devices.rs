@@ -173,6 +173,16 @@ pub struct DeviceState {
     pub attributes: ringpush_audience::DeviceAttributes,
     /// The oldest pending messages, at most [`PENDING_SHOWN`].
     pub pending_messages: Vec<PendingMessage>,
+    /// The platform push service the device registered a token for, if any (the token
+    /// itself is not shown: a Web Push endpoint is a capability).
+    pub platform: Option<DevicePlatform>,
+}
+
+/// A device's platform registration, as its state shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DevicePlatform {
+    pub service: String,
+    pub registered_at_ms: i64,
 }
 
 /// Pending messages shown with a device's state.
@@ -216,11 +226,12 @@ pub(crate) async fn device_state(
         _ => return Err(unknown()),
     }
     let now = now_ms();
-    let (presence, inbox, attributes, pending) = tokio::try_join!(
+    let (presence, inbox, attributes, pending, platform) = tokio::try_join!(
         state.store.presence(id),
         state.store.inbox_state(id, now),
         state.store.registry().attributes(id),
         state.store.read_inbox(id, 0, PENDING_SHOWN, now),
+        state.store.platform().platform_token(id),
     )?;
     let pending_messages = pending
         .into_iter()
@@ -251,6 +262,10 @@ pub(crate) async fn device_state(
         acked_up_to: inbox.acked_up_to,
         attributes: attributes.unwrap_or_default(),
         pending_messages,
+        platform: platform.map(|registration| DevicePlatform {
+            service: registration.token.service().as_str().to_owned(),
+            registered_at_ms: registration.registered_at_ms,
+        }),
     }))
 }
 

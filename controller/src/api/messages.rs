@@ -123,6 +123,10 @@ pub struct MessageStatusResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
     pub status: MessageStatus,
+    /// For a message to a device with a platform token: where its platform send stands
+    /// (scheduled, sent, skipped or failed, with the service and its reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<ringpush_store::PlatformOutcome>,
 }
 
 pub(crate) async fn message_status(
@@ -150,6 +154,7 @@ pub(crate) async fn message_status(
             seq: entry.seq,
             audience: Some(entry.audience),
             status,
+            platform: None,
         }));
     }
     if let Ok(held) = message_id.parse::<HeldId>() {
@@ -165,12 +170,14 @@ pub(crate) async fn message_status(
         .message_status(id, now_ms())
         .await?
         .ok_or_else(unknown)?;
+    let platform = state.store.platform().platform_outcome(id).await?;
     Ok(Json(MessageStatusResponse {
         message_id: id.to_string(),
         device_id: Some(id.device.to_string()),
         seq: id.seq,
         audience: None,
         status,
+        platform,
     }))
 }
 
@@ -200,6 +207,7 @@ async fn held_message_status(
         seq: 0,
         audience: None,
         status,
+        platform: None,
     })
 }
 
