@@ -76,6 +76,10 @@ pub struct SendArgs {
     /// How urgent the message is.
     #[arg(long, value_parser = ["normal", "high"])]
     pub priority: Option<String>,
+    /// For devices with an APNs, FCM or Web Push token: whether the platform service is used
+    /// too (default: the app's gateway policy; see docs/gateways.md).
+    #[arg(long, value_parser = ["socket_first", "socket_only", "platform_only"])]
+    pub route: Option<String>,
 
     /// Send at this time (RFC 3339, e.g. 2026-11-23T09:00:00Z), as a campaign.
     #[arg(long)]
@@ -140,6 +144,9 @@ impl SendArgs {
         }
         if let Some(priority) = &self.priority {
             body["priority"] = json!(priority);
+        }
+        if let Some(route) = &self.route {
+            body["route"] = json!(route);
         }
         if !self.devices.is_empty() {
             body["device_ids"] = json!(self.devices);
