@@ -1,8 +1,11 @@
 //! The app's side of the SDK: a [`Client`] that hands each message to the app exactly once,
-//! and takes the app's attributes (`attributes` below) and reports.
+//! and takes the app's attributes (`attributes` below), reports, platform token and platform
+//! notifications (`platform` below).
 
 mod attributes;
+mod platform;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use ringpush_protocol::DeviceId;
@@ -18,6 +21,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::inbound::Inbound;
 use crate::message::Message;
+use crate::platform::{FromConnection, HandedInbox};
 use crate::registration::{Identity, register_with};
 use crate::reports::{self, REPORT_QUEUE_CAPACITY, ReportPacer, Reports};
 use crate::state::{self, DeviceState, StateKeeper};
@@ -39,6 +43,11 @@ use crate::task::{ConnectionTask, Event};
 /// against, and tells what the user did with a message ([`Client::report_opened`],
 /// [`Client::report_clicked`]).
 ///
+/// A device that cannot always hold its connection registers its platform token
+/// ([`Client::set_platform_token`]) and passes the ringpush envelope of each platform
+/// notification to [`Client::handle_platform_push`], which hands each message once across
+/// both paths.
+///
 /// Dropping the client stops its task; [`Client::close`] does so and waits for it.
 #[derive(Debug)]
 pub struct Client {
@@ -55,8 +64,18 @@ pub struct Client {
     counters: Arc<Counters>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
-    /// The highest seq handed to the app (and saved), per stream.
+    /// The highest seq handed to the app (and saved), per stream, in order.
     handed_up_to: Positions,
+    /// Inbox seqs above `handed_up_to.inbox` handed (and saved) from platform notifications
+    /// (see [`crate::platform`]); bounded by [`crate::MAX_PLATFORM_HANDED`].
+    platform_handed: BTreeSet<u64>,
+    /// For the controller calls of the app side (the platform token).
+    http: reqwest::Client,
+    controller_url: String,
+    /// Whether `http://` Web Push endpoints pass the SDK's own check: only with an
+    /// `http://` controller, that is a test or development deployment (the controller has
+    /// the last word either way).
+    allow_http_endpoints: bool,
     /// A message taken from the queue but not yet handed: its save failed, or the
     /// `next_message` call was cancelled while saving. The next call hands it.
     pending: Option<Message>,
@@ -84,8 +103,11 @@ impl Client {
             inbox: device_state.last_seq,
             timeline: device_state.timeline_seq,
         };
+        let platform_handed = device_state.platform_handed.clone();
         let starting_attributes =
             starting_set(device_state.attributes.as_ref(), config.attributes.as_ref());
+        let controller_url = config.controller_url.clone();
+        let allow_http_endpoints = controller_url.starts_with("http://");
         let state = StateKeeper::new(config.state_path.clone(), device_state);
         state
             .update(move |state| state.attributes = starting_attributes)
@@ -111,7 +133,7 @@ impl Client {
             attributes_changed: attributes_changed.clone(),
             reports: reports.clone(),
             shutdown: shutdown.clone(),
-            http,
+            http: http.clone(),
             tls,
             inbound: Inbound::new(handed_up_to),
             acks: AckCoalescer::new(),
@@ -130,6 +152,10 @@ impl Client {
             shutdown,
             task: Some(task),
             handed_up_to,
+            platform_handed,
+            http,
+            controller_url,
+            allow_http_endpoints,
             pending: None,
         })
     }
@@ -140,7 +166,8 @@ impl Client {
     /// SDK saves the message's seq as handed in its stream (in the state file, if there is
     /// one) before returning it, so a message returned here is never returned again, not even
     /// after a restart. The connector is told (by a cumulative Ack) only after that, and a
-    /// RECEIVED report is queued for the message's statistics.
+    /// RECEIVED report is queued for the message's statistics. A message the app already had
+    /// from a platform notification ([`Client::handle_platform_push`]) is not returned again.
     ///
     /// Errors: a fatal refusal of the device by the connector ([`Error::Unauthenticated`],
     /// [`Error::UnknownDevice`], [`Error::UnsupportedVersion`]), after which the client is
@@ -169,16 +196,40 @@ impl Client {
                 continue;
             }
             self.pending = Some(message);
-            self.state
-                .update(move |state| match stream {
-                    Stream::Inbox => state.last_seq = state.last_seq.max(seq),
-                    Stream::Timeline => state.timeline_seq = state.timeline_seq.max(seq),
-                })
-                .await?;
-            let Some(message) = self.pending.take() else {
+            let verdict = match stream {
+                Stream::Inbox => {
+                    let mut inbox = self.handed_inbox();
+                    let verdict = inbox.hand_from_connection(seq);
+                    self.save_inbox(inbox).await?;
+                    verdict
+                }
+                Stream::Timeline => {
+                    self.state
+                        .update(move |state| state.timeline_seq = state.timeline_seq.max(seq))
+                        .await?;
+                    self.handed_up_to.raise(stream, seq);
+                    // Timeline gaps are not losses: the message says so already.
+                    FromConnection::New { missed_before: 0 }
+                }
+            };
+            let Some(mut message) = self.pending.take() else {
                 continue; // nothing else takes the pending message; kept for clarity of types
             };
-            self.handed_up_to.raise(stream, seq);
+            let missed_before = match verdict {
+                FromConnection::New { missed_before } => missed_before,
+                // (`AlreadyReceived` cannot come here: replays were dropped above.)
+                FromConnection::HandedFromPlatform | FromConnection::AlreadyReceived => {
+                    // Handed from a platform notification: not again, but the position moved
+                    // (and was saved), so the Ack covers it and the inbox drops it.
+                    tracing::debug!(device_id = %self.identity.device_id, seq, "push already handed from a platform notification dropped");
+                    Counters::bump(&self.counters.duplicates_dropped);
+                    self.publish_handed();
+                    continue;
+                }
+            };
+            // The connection counts the seqs it did not bring; those a platform notification
+            // handed were not missed by the app.
+            message.skipped_before = message.skipped_before.min(missed_before);
             Counters::bump(&self.counters.messages_handed);
             self.counters
                 .messages_skipped
@@ -186,28 +237,58 @@ impl Client {
             // Queued before the position is published, so that it rides with the Ack.
             self.reports
                 .push(reports::event(&message, ReportKind::Received));
-            self.handed.send_replace(Handed {
-                up_to: self.handed_up_to,
-                more_queued: !self.events.is_empty(),
-            });
+            self.publish_handed();
             return Ok(message);
         }
+    }
+
+    /// The inbox seqs handed so far, by either path.
+    fn handed_inbox(&self) -> HandedInbox {
+        HandedInbox {
+            up_to: self.handed_up_to.inbox,
+            from_platform: self.platform_handed.clone(),
+        }
+    }
+
+    /// Saves `inbox` as the inbox seqs handed, then makes it the client's; on a failed save
+    /// nothing changes.
+    async fn save_inbox(&mut self, inbox: HandedInbox) -> Result<()> {
+        let saved = inbox.clone();
+        self.state
+            .update(move |state| {
+                state.last_seq = saved.up_to;
+                state.platform_handed = saved.from_platform;
+            })
+            .await?;
+        self.handed_up_to.inbox = inbox.up_to;
+        self.platform_handed = inbox.from_platform;
+        Ok(())
+    }
+
+    /// Tells the connection task how far the app has got, which is what it may ack.
+    fn publish_handed(&self) {
+        self.handed.send_replace(Handed {
+            up_to: self.handed_up_to,
+            more_queued: !self.events.is_empty(),
+        });
     }
 
     /// Moves the handed (and saved) positions back to `limit` where they are past it: the
     /// store lost writes and numbers new messages from there again.
     async fn lower_positions(&mut self, limit: Positions) -> Result<()> {
+        let mut inbox = self.handed_inbox();
+        inbox.lower_to(limit.inbox);
+        let saved = inbox.clone();
         self.state
             .update(move |state| {
-                state.last_seq = state.last_seq.min(limit.inbox);
+                state.last_seq = saved.up_to;
+                state.platform_handed = saved.from_platform;
                 state.timeline_seq = state.timeline_seq.min(limit.timeline);
             })
             .await?;
         self.handed_up_to.lower_to(limit);
-        self.handed.send_replace(Handed {
-            up_to: self.handed_up_to,
-            more_queued: !self.events.is_empty(),
-        });
+        self.platform_handed = inbox.from_platform;
+        self.publish_handed();
         Ok(())
     }
 
@@ -221,7 +302,9 @@ impl Client {
         self.identity.device_id
     }
 
-    /// The highest inbox seq handed to the app so far (as saved).
+    /// The inbox position (as saved): the highest seq handed to the app in order, over the
+    /// connection. Messages handed from platform notifications ahead of the connection are
+    /// above it until the connection brings them (see [`Client::handle_platform_push`]).
     pub fn last_seq(&self) -> u64 {
         self.handed_up_to.inbox
     }
@@ -276,6 +359,45 @@ impl Client {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+    }
+}
+
+#[cfg(test)]
+impl Client {
+    /// A client without a connection task, for tests of the app side: the test plays the
+    /// task, queuing its events with the sender and reading the published position.
+    pub(crate) fn detached(
+        state: StateKeeper,
+    ) -> (Self, mpsc::Sender<Event>, watch::Receiver<Handed>) {
+        let saved = state.snapshot();
+        let handed_up_to = Positions {
+            inbox: saved.last_seq,
+            timeline: saved.timeline_seq,
+        };
+        let (event_sender, events) = mpsc::channel(16);
+        let (handed, handed_receiver) = watch::channel(Handed {
+            up_to: handed_up_to,
+            more_queued: false,
+        });
+        let counters = Arc::new(Counters::default());
+        let client = Self {
+            identity: saved.identity.clone(),
+            state,
+            events,
+            handed,
+            attributes_changed: Arc::new(Notify::new()),
+            reports: Arc::new(Reports::new(REPORT_QUEUE_CAPACITY, counters.clone())),
+            counters,
+            shutdown: CancellationToken::new(),
+            task: None,
+            handed_up_to,
+            platform_handed: saved.platform_handed,
+            http: reqwest::Client::new(),
+            controller_url: "http://127.0.0.1:9".into(),
+            allow_http_endpoints: true,
+            pending: None,
+        };
+        (client, event_sender, handed_receiver)
     }
 }
 

@@ -1,7 +1,9 @@
 //! The errors the SDK surfaces to the app.
 //!
 //! Only what the app must act on comes out as an [`Error`]: a refused registration, a device
-//! the connector rejects for good, a state file that cannot be used, a client that is closed.
+//! the connector rejects for good, a state file that cannot be used, a client that is closed,
+//! and the answer to each call the app makes on the controller (a platform token) or hands
+//! in (a platform notification's envelope).
 //! Everything transient (network errors, a connector that is unavailable or shutting down, a
 //! dead connection) is handled inside the client by reconnecting with backoff, and only shows
 //! in [`Stats`](crate::Stats) and in `tracing` events.
@@ -23,22 +25,37 @@ pub enum Error {
         /// The human-readable explanation from the body.
         message: String,
     },
-    /// The controller could not be reached, or its answer could not be read.
-    #[error("could not register with the controller: {0}")]
+    /// The controller could not be reached (to register the device, or to set its platform
+    /// token), or its answer could not be read.
+    #[error("could not reach the controller: {0}")]
     ControllerUnreachable(#[source] reqwest::Error),
+    /// The controller answered a request other than the registration with an error status
+    /// that no more precise variant covers (a 5xx or 429 is transient: try again later).
+    #[error("the controller answered with status {status}: {code}: {message}")]
+    Controller {
+        /// The HTTP status (4xx or 5xx).
+        status: u16,
+        /// The machine-readable error code from the body (`snake_case`), or `"http_<status>"`
+        /// when the body carried none.
+        code: String,
+        /// The human-readable explanation from the body.
+        message: String,
+    },
     /// The controller answered 2xx with a body that is not a registration.
     #[error("the controller sent an unreadable registration: {0}")]
     BadRegistration(String),
-    /// The connector refused the device token: the identity is wrong or was revoked.
-    #[error("the connector refused the device token: {message}")]
+    /// The connector (or the controller, answering 401) refused the device token: the
+    /// identity is wrong, was revoked or expired.
+    #[error("the device token was refused: {message}")]
     Unauthenticated {
-        /// The connector's explanation.
+        /// The connector's or controller's explanation.
         message: String,
     },
-    /// The connector knows no device with this id: it was never registered or was deleted.
-    #[error("the connector knows no such device: {message}")]
+    /// The connector (or the controller, answering 404 `unknown_device`) knows no device
+    /// with this id: it was never registered or was deleted.
+    #[error("no such device: {message}")]
     UnknownDevice {
-        /// The connector's explanation.
+        /// The connector's or controller's explanation.
         message: String,
     },
     /// The connector does not speak this SDK's protocol version.
@@ -88,6 +105,16 @@ pub enum Error {
         /// What is wrong with it.
         detail: String,
     },
+    /// A platform token ([`Client::set_platform_token`](crate::Client::set_platform_token))
+    /// is not of its service's shape: refused by the SDK before sending, or by the
+    /// controller (400). The text says what is wrong.
+    #[error("invalid platform token: {0}")]
+    InvalidPlatformToken(String),
+    /// The text given to [`Client::handle_platform_push`](crate::Client::handle_platform_push)
+    /// is not a ringpush envelope this SDK reads, or is one for another device (a platform
+    /// token still registered for an earlier installation of the app, for instance).
+    #[error("invalid platform envelope: {0}")]
+    InvalidEnvelope(String),
     /// The configuration cannot work; the text says which setting.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

@@ -27,6 +27,32 @@
 //! ```
 //! `sdk/examples/listen.rs` is a complete program.
 //!
+//! # Platform notifications (APNs, FCM, Web Push)
+//! A device that cannot always hold its connection (an iOS app in the background, an Android
+//! phone in Doze, a closed browser tab) also registers its platform token, and the
+//! controller's gateways reach it through that service while it is not connected:
+//! ```no_run
+//! # use ringpush_sdk::{Client, PlatformPush, PlatformToken};
+//! # async fn run(client: &mut Client, apns_token_hex: String, envelope: &str)
+//! #     -> Result<(), ringpush_sdk::Error> {
+//! // At every launch, and whenever the platform gives the app a new token.
+//! client
+//!     .set_platform_token(PlatformToken::Apns { token: apns_token_hex, sandbox: false })
+//!     .await?;
+//! // For each platform notification: the value of its "ringpush" key (`ENVELOPE_KEY`).
+//! match client.handle_platform_push(envelope).await? {
+//!     PlatformPush::Message(message) => println!("show {}", message.data_str().unwrap_or("")),
+//!     PlatformPush::Duplicate => {}            // the app already had it: show nothing
+//!     PlatformPush::Pending { .. } => {}       // too large to ride along: next_message brings it
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//! A message comes to the app once across both paths and across restarts, whichever comes
+//! first: [`Client::handle_platform_push`] saves what it hands, and [`Client::next_message`]
+//! does not hand it again when the connection replays it (see the method's documentation).
+//! [`Client::clear_platform_token`] stops the platform notifications.
+//!
 //! # How it works
 //! - [`register`] creates a device with the controller (`POST /v1/apps/{app}/devices`) and
 //!   returns its [`Identity`]. A [`Client`] does this on its first start and keeps the identity
@@ -49,6 +75,11 @@
 //!   after each change, at most once per 2 s per connection.
 //! - Reports: RECEIVED for each handed message, OPENED and CLICKED when the app says so, sent
 //!   in batches on the live connection and kept (bounded) while disconnected.
+//! - Platform notifications: [`Client::set_platform_token`] registers the device's APNs, FCM
+//!   or Web Push token with the controller; [`Client::handle_platform_push`] hands the
+//!   message a notification carries, and the state file keeps the inbox seqs so handed
+//!   ahead of the connection (at most [`MAX_PLATFORM_HANDED`]) so that the connection does
+//!   not hand them again.
 //! - Only what the app must act on comes out as an [`Error`]; transient trouble shows in
 //!   [`Client::stats`] and in `tracing` events (with a `device_id` field).
 //!
@@ -57,10 +88,13 @@
 //! - `task`, `session` and `outbound`: the background connection and what it sends;
 //! - `stream`, `inbound`, `ack`, `attributes` and `reports`: the per-stream de-duplication,
 //!   ack coalescing, attribute debounce and report batching rules, free of socket I/O;
+//! - `platform`: the de-duplication across platform notifications and the connection, and
+//!   the platform token requests (the app's side of both in `client::platform`);
 //! - `backoff`, `dispatcher`, `registration`, [`state`], `message`, `stats`, `error`.
 //!
 //! Does not own: the wire formats (`ringpush_protocol`), TLS (plain `ws://` and `http://`
-//! only in this build), or any UI; platform push services (APNs, FCM) are out of scope.
+//! only in this build), or any UI; nor talking to APNs, FCM or a browser's push service: the
+//! app gets the platform token and the notifications from its platform and passes them in.
 
 #![warn(missing_docs)]
 
@@ -74,6 +108,7 @@ mod error;
 mod inbound;
 mod message;
 mod outbound;
+mod platform;
 mod registration;
 mod reports;
 mod session;
@@ -88,8 +123,10 @@ pub use client::Client;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use message::{CONTENT_TYPE_JSON, Message, Notification, Priority};
+pub use platform::{MAX_PLATFORM_HANDED, PlatformPush};
 pub use registration::{Identity, register};
 pub use ringpush_audience::DeviceAttributes;
+pub use ringpush_protocol::platform::{ENVELOPE_KEY, PlatformToken};
 pub use ringpush_protocol::{AppId, DeviceId};
 pub use stats::Stats;
 pub use stream::Stream;

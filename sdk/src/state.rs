@@ -1,5 +1,6 @@
 //! What a device remembers across restarts: its identity, the highest seq handed to the app
-//! in each stream (inbox and timeline), its attributes, and the last connector it reached.
+//! in each stream (inbox and timeline), the inbox seqs above it handed from platform
+//! notifications, its attributes, and the last connector it reached.
 //!
 //! The file is JSON, replaced atomically on every change: the new content goes to a temporary
 //! file in the same directory, is flushed to disk (`fsync`), then renamed over the old file, and
@@ -7,10 +8,12 @@
 //! leaves either the old file or the new one, never a mix. One state file belongs to one client
 //! at a time.
 //!
-//! Formats: 2 (this SDK) adds `timeline_seq` and `attributes` to format 1. A format 1 file is
-//! read as format 2 with timeline position 0 and no attributes, and written back as format 2
-//! on the next change; no position is lost.
+//! Formats: 2 adds `timeline_seq` and `attributes` to format 1; 3 adds `seal_key`; 4 (this
+//! SDK) adds `platform_handed`. An older file is read as format 4 with what it lacks empty
+//! (timeline position 0, no attributes, no sealing key, no seq handed from a platform
+//! notification), and written back as format 4 on the next change; no position is lost.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,10 +26,11 @@ use ringpush_protocol::seal::{KEY_LEN, SecretKey};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::platform::HandedInbox;
 use crate::registration::Identity;
 
 /// The version of the file layout this SDK writes, so that a later SDK can migrate it.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 /// The remembered state of a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,13 +41,18 @@ pub struct DeviceState {
     pub last_seq: u64,
     /// The same for the app's timeline (audience messages).
     pub timeline_seq: u64,
+    /// Inbox seqs above `last_seq` already handed to the app from platform notifications
+    /// (APNs, FCM, Web Push), ahead of the connection: never handed again when the connection
+    /// brings them. At most [`MAX_PLATFORM_HANDED`](crate::MAX_PLATFORM_HANDED) of them,
+    /// each forgotten once `last_seq` reaches it.
+    pub platform_handed: BTreeSet<u64>,
     /// The connector the device last reached, tried first on the next start.
     pub connector_url: Option<String>,
     /// The attributes the device reports (`None`: the app never set any).
     pub attributes: Option<DeviceAttributes>,
 }
 
-/// Format 2, as written; ids travel as their hex text.
+/// Formats 2 to 4, as written; ids travel as their hex text.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StateFile {
@@ -56,6 +65,10 @@ struct StateFile {
     seal_key: Option<String>,
     last_seq: u64,
     timeline_seq: u64,
+    /// Format 4: inbox seqs above `last_seq` handed from platform notifications (absent in
+    /// older formats: none).
+    #[serde(default)]
+    platform_handed: BTreeSet<u64>,
     connector_url: Option<String>,
     attributes: Option<DeviceAttributes>,
 }
@@ -84,6 +97,7 @@ impl From<StateFileV1> for StateFile {
             last_seq: old.last_seq,
             // Format 1 predates timelines: nothing of one was ever handed.
             timeline_seq: 0,
+            platform_handed: BTreeSet::new(),
             connector_url: old.connector_url,
             attributes: None,
         }
@@ -103,6 +117,7 @@ impl DeviceState {
             identity,
             last_seq: 0,
             timeline_seq: 0,
+            platform_handed: BTreeSet::new(),
             connector_url: None,
             attributes: None,
         }
@@ -121,6 +136,7 @@ impl DeviceState {
                 .map(|key| URL_SAFE_NO_PAD.encode(key.0)),
             last_seq: self.last_seq,
             timeline_seq: self.timeline_seq,
+            platform_handed: self.platform_handed.clone(),
             connector_url: self.connector_url.clone(),
             attributes: self.attributes.clone(),
         };
@@ -141,9 +157,17 @@ impl DeviceState {
             1 => serde_json::from_slice::<StateFileV1>(bytes)
                 .map_err(|error| corrupt(error.to_string()))?
                 .into(),
-            // Format 2 is format 3 without a sealing key.
-            2 | FORMAT => {
-                serde_json::from_slice(bytes).map_err(|error| corrupt(error.to_string()))?
+            // Format 2 is format 3 without a sealing key; format 3 is format 4 without seqs
+            // handed from platform notifications.
+            2..=FORMAT => {
+                let file: StateFile =
+                    serde_json::from_slice(bytes).map_err(|error| corrupt(error.to_string()))?;
+                if format < 4 && !file.platform_handed.is_empty() {
+                    return Err(corrupt(format!(
+                        "format {format} has no platform_handed; a file with one is not a migration"
+                    )));
+                }
+                file
             }
             other => {
                 return Err(corrupt(format!(
@@ -169,6 +193,9 @@ impl DeviceState {
             },
             last_seq: file.last_seq,
             timeline_seq: file.timeline_seq,
+            // Whatever a file says, what is at or below the position, or past the bound, is
+            // dropped as the running client would have dropped it.
+            platform_handed: HandedInbox::new(file.last_seq, file.platform_handed).from_platform,
             connector_url: file.connector_url,
             attributes: file.attributes,
         })
@@ -353,6 +380,7 @@ mod tests {
             },
             last_seq,
             timeline_seq: last_seq * 10,
+            platform_handed: BTreeSet::from([last_seq + 2, last_seq + 5]),
             connector_url: Some("ws://127.0.0.1:9000/v1/connect".into()),
             attributes: Some(DeviceAttributes {
                 platform: Some("linux".into()),
@@ -411,7 +439,8 @@ mod tests {
         std::fs::write(&path, b"{\"format\":1,").unwrap();
         assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
         let json = String::from_utf8(state(1).to_json()).unwrap();
-        std::fs::write(&path, json.replace("\"format\": 3", "\"format\": 9")).unwrap();
+        let current = format!("\"format\": {FORMAT}");
+        std::fs::write(&path, json.replace(&current, "\"format\": 9")).unwrap();
         assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
         std::fs::write(&path, json.replace("0000000000000abc", "nothex")).unwrap();
         assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
@@ -449,7 +478,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_format_1_file_keeps_its_positions_and_is_written_back_as_format_3() {
+    async fn a_format_1_file_keeps_its_positions_and_is_written_back_as_the_current_format() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("device.json");
         // Exactly what the first SDK wrote.
@@ -470,6 +499,7 @@ mod tests {
                 ..state(41).identity
             },
             timeline_seq: 0,
+            platform_handed: BTreeSet::new(),
             attributes: None,
             ..state(41)
         };
@@ -479,12 +509,12 @@ mod tests {
         std::fs::write(&path, odd).unwrap();
         assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
 
-        // The next change writes format 3, with every position kept.
+        // The next change writes the current format, with every position kept.
         std::fs::write(&path, old).unwrap();
         let keeper = StateKeeper::new(Some(path.clone()), load(&path).unwrap().unwrap());
         keeper.update(|state| state.timeline_seq = 7).await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("\"format\": 3"), "{text}");
+        assert!(text.contains(&format!("\"format\": {FORMAT}")), "{text}");
         let reloaded = load(&path).unwrap().unwrap();
         assert_eq!((reloaded.last_seq, reloaded.timeline_seq), (41, 7));
         assert_eq!(reloaded.identity, expected.identity);
@@ -494,15 +524,24 @@ mod tests {
     fn a_format_2_file_is_a_device_without_a_sealing_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("device.json");
-        let json = String::from_utf8(state(3).to_json()).unwrap();
+        let without_platform_seqs = DeviceState {
+            platform_handed: BTreeSet::new(),
+            ..state(3)
+        };
+        let json = String::from_utf8(without_platform_seqs.to_json()).unwrap();
         assert!(json.contains("\"seal_key\""), "{json}");
-        let key_line = json
-            .lines()
-            .find(|line| line.contains("\"seal_key\""))
-            .unwrap();
+        let line_of = |field: &str| {
+            json.lines()
+                .find(|line| line.contains(&format!("\"{field}\"")))
+                .unwrap()
+                .to_owned()
+        };
+        let key_line = line_of("seal_key");
         let format_2 = json
             .replace(&format!("{key_line}\n"), "")
-            .replace("\"format\": 3", "\"format\": 2");
+            .replace(&format!("{}\n", line_of("platform_handed")), "")
+            .replace(&format!("\"format\": {FORMAT}"), "\"format\": 2");
+        assert!(!format_2.contains("platform_handed"), "{format_2}");
         std::fs::write(&path, format_2).unwrap();
         let loaded = load(&path).unwrap().unwrap();
         assert_eq!(loaded.identity.seal_key, None);
@@ -514,6 +553,69 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_format_3_file_has_no_seq_handed_from_a_platform_and_is_written_back_as_format_4() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.json");
+        // Exactly what the format 3 SDK wrote.
+        let old = r#"{
+  "format": 3,
+  "app_id": "0000000000000abc",
+  "device_id": "00000000000000000000000000001234",
+  "device_token": "token-1",
+  "seal_key": "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc",
+  "last_seq": 41,
+  "timeline_seq": 410,
+  "connector_url": "ws://127.0.0.1:9000/v1/connect",
+  "attributes": {
+    "platform": "linux",
+    "tags": ["beta", "vip"],
+    "custom": {"plan": "gold"}
+  }
+}
+"#;
+        std::fs::write(&path, old).unwrap();
+        let loaded = load(&path).unwrap().unwrap();
+        let expected = DeviceState {
+            platform_handed: BTreeSet::new(),
+            ..state(41)
+        };
+        assert_eq!(loaded, expected);
+        // Format 3 never had the field: a file with seqs in it is corrupt, not a migration.
+        let odd = old.replace("\"last_seq\"", "\"platform_handed\": [44],\n  \"last_seq\"");
+        std::fs::write(&path, odd).unwrap();
+        assert!(matches!(load(&path), Err(Error::StateCorrupt { .. })));
+
+        // The next change writes format 4, with the set and every position kept.
+        std::fs::write(&path, old).unwrap();
+        let keeper = StateKeeper::new(Some(path.clone()), load(&path).unwrap().unwrap());
+        keeper
+            .update(|state| state.platform_handed.insert(44).then_some(()).unwrap())
+            .await
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"format\": 4"), "{text}");
+        let reloaded = load(&path).unwrap().unwrap();
+        assert_eq!(
+            reloaded,
+            DeviceState {
+                platform_handed: BTreeSet::from([44]),
+                ..expected
+            }
+        );
+    }
+
+    #[test]
+    fn seqs_handed_from_a_platform_at_or_below_the_position_are_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.json");
+        let mut written = state(10);
+        written.platform_handed = BTreeSet::from([3, 10, 11, 20]);
+        save(&path, &written).unwrap();
+        let loaded = load(&path).unwrap().unwrap();
+        assert_eq!(loaded.platform_handed, BTreeSet::from([11, 20]));
     }
 
     #[test]

@@ -8,8 +8,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub struct Stats {
     /// Messages returned to the app by `next_message`.
     pub messages_handed: u64,
-    /// Pushes dropped because they had already been received (replays after a reconnect).
+    /// Pushes dropped because they had already been received (replays after a reconnect), or
+    /// handed from a platform notification.
     pub duplicates_dropped: u64,
+    /// Messages handed to the app from platform notifications by `handle_platform_push`.
+    pub platform_messages_handed: u64,
+    /// Platform notifications answered `Duplicate`: the app already had their message.
+    pub platform_duplicates: u64,
+    /// Platform notifications answered `Pending`: their message comes over the connection.
+    pub platform_pending: u64,
+    /// Inbox seqs handed from platform notifications that were forgotten to respect the bound
+    /// on how many are remembered ahead of the connection (see `MAX_PLATFORM_HANDED`).
+    pub platform_seqs_forgotten: u64,
     /// Inbox seqs that never arrived (expired or dropped by the inbox cap before delivery).
     /// Timeline gaps are not counted: they are messages for other audiences.
     pub messages_skipped: u64,
@@ -37,6 +47,10 @@ pub struct Stats {
 pub(crate) struct Counters {
     pub(crate) messages_handed: AtomicU64,
     pub(crate) duplicates_dropped: AtomicU64,
+    pub(crate) platform_messages_handed: AtomicU64,
+    pub(crate) platform_duplicates: AtomicU64,
+    pub(crate) platform_pending: AtomicU64,
+    pub(crate) platform_seqs_forgotten: AtomicU64,
     pub(crate) messages_skipped: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) redirects_followed: AtomicU64,
@@ -78,6 +92,10 @@ impl Counters {
         Stats {
             messages_handed: read(&self.messages_handed),
             duplicates_dropped: read(&self.duplicates_dropped),
+            platform_messages_handed: read(&self.platform_messages_handed),
+            platform_duplicates: read(&self.platform_duplicates),
+            platform_pending: read(&self.platform_pending),
+            platform_seqs_forgotten: read(&self.platform_seqs_forgotten),
             messages_skipped: read(&self.messages_skipped),
             reconnects: read(&self.reconnects),
             redirects_followed: read(&self.redirects_followed),
