@@ -496,3 +496,127 @@ async fn fcm_and_web_push_carry_messages_and_tokens_are_guarded() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["apns"]["team_id"], TEAM_ID, "{body}");
 }
+
+/// A message that reaches a device through both paths — APNs while the app was in the
+/// background, then the socket's replay when it comes back — is handed to the app once; and
+/// a `platform_only` message to a connected device arrives both ways and is handed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_came_both_ways_is_handed_to_the_app_once() {
+    use ringpush_sdk::{Client, Config, PlatformPush, PlatformToken};
+
+    let services = Services::start().await;
+    let platform = services.platform().await;
+    let (app, server_key, client_key) = app_with_gateways(&platform, &services).await;
+    let state_file = platform.dir.path().join("phone.json");
+    let config = || {
+        Config::new(
+            platform.controller_url.clone(),
+            platform.dispatcher_url.clone(),
+            app.parse().expect("app id"),
+            client_key.clone(),
+        )
+        .with_state_file(&state_file)
+    };
+    let token = apns_token(0x5e);
+    let mut client = Client::start(config()).await.expect("client starts");
+    client
+        .set_platform_token(PlatformToken::Apns {
+            token: token.clone(),
+            sandbox: false,
+        })
+        .await
+        .expect("token registered");
+    let device = client.device_id().to_string();
+    let first = send(
+        &platform,
+        &app,
+        &server_key,
+        json!({"device_ids": [device], "data": "first"}),
+    )
+    .await;
+    let handed = next_message(&mut client).await;
+    assert_eq!(handed.message_id, first);
+    client.close().await;
+
+    // In the background: the message reaches APNs at once (high priority, not connected).
+    let second = send(
+        &platform,
+        &app,
+        &server_key,
+        json!({"device_ids": [device], "data": "second", "priority": "high",
+               "notification": {"title": "Second"}}),
+    )
+    .await;
+    let request = apns_requests(&services.apns, &token, 1).await.remove(0);
+    let envelope = request.body["ringpush"]
+        .as_str()
+        .expect("an envelope")
+        .to_owned();
+    let third = send(
+        &platform,
+        &app,
+        &server_key,
+        json!({"device_ids": [device], "data": "third"}),
+    )
+    .await;
+
+    // The app is woken by the notification, then connects: the socket replays second and
+    // third; second was handed from the notification already.
+    let mut client = Client::start(config()).await.expect("client starts again");
+    match client
+        .handle_platform_push(&envelope)
+        .await
+        .expect("envelope")
+    {
+        PlatformPush::Message(message) => {
+            assert_eq!(message.message_id, second);
+            assert_eq!(message.data, b"second");
+        }
+        other => panic!("expected the message, got {other:?}"),
+    }
+    let next = next_message(&mut client).await;
+    assert_eq!(next.message_id, third, "second must not be handed twice");
+    assert!(matches!(
+        client.handle_platform_push(&envelope).await,
+        Ok(PlatformPush::Duplicate)
+    ));
+
+    // Connected, platform only: both paths carry it, the app sees it once.
+    let fourth = send(
+        &platform,
+        &app,
+        &server_key,
+        json!({"device_ids": [device], "data": "fourth", "route": "platform_only"}),
+    )
+    .await;
+    let next = next_message(&mut client).await;
+    assert_eq!(next.message_id, fourth);
+    let request = apns_requests(&services.apns, &token, 2).await.remove(1);
+    let envelope = request.body["ringpush"].as_str().expect("an envelope");
+    assert!(matches!(
+        client.handle_platform_push(envelope).await,
+        Ok(PlatformPush::Duplicate)
+    ));
+    let fifth = send(
+        &platform,
+        &app,
+        &server_key,
+        json!({"device_ids": [device], "data": "fifth"}),
+    )
+    .await;
+    assert_eq!(next_message(&mut client).await.message_id, fifth);
+    // Everything handed was acked: the inbox is empty.
+    let path = format!("/v1/apps/{app}/devices/{device}");
+    eventually("the inbox empties", Duration::from_secs(20), async || {
+        platform.get(&path, &server_key).await.1["pending"] == 0
+    })
+    .await;
+    client.close().await;
+}
+
+async fn next_message(client: &mut ringpush_sdk::Client) -> ringpush_sdk::Message {
+    tokio::time::timeout(Duration::from_secs(20), client.next_message())
+        .await
+        .expect("a message within 20 s")
+        .expect("a message")
+}
