@@ -409,6 +409,9 @@ async fn openapi_document_describes_every_route() {
         "/v1/operators",
         "/v1/sessions",
         "/v1/sessions/current",
+        "/v1/apps/{app_id}/gateways",
+        "/v1/apps/{app_id}/devices/{device_id}/platform-token",
+        "/v1/apps/{app_id}/platform/stats",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }

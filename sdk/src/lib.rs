@@ -92,8 +92,8 @@
 //!   the platform token requests (the app's side of both in `client::platform`);
 //! - `backoff`, `dispatcher`, `registration`, [`state`], `message`, `stats`, `error`.
 //!
-//! Does not own: the wire formats (`ringpush_protocol`), TLS (plain `ws://` and `http://`
-//! only in this build), or any UI; nor talking to APNs, FCM or a browser's push service: the
+//! Does not own: the wire formats (`ringpush_protocol`), certificates (`tls` only builds
+//! the client configuration from the system's roots or [`Config::with_tls_ca`]), or any UI; nor talking to APNs, FCM or a browser's push service: the
 //! app gets the platform token and the notifications from its platform and passes them in.
 
 #![warn(missing_docs)]
