@@ -20,14 +20,18 @@ mod access_token;
 mod message;
 mod response;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ringpush_protocol::device::Push;
 use tracing::Instrument;
 
 use self::access_token::{AccessToken, AccessTokenCache};
 use self::response::SendVerdict;
-use crate::{FcmCredentials, GatewayConfig, GatewayError, Outcome};
+use crate::{FcmCredentials, GatewayConfig, GatewayError, Outcome, unix_millis};
+
+/// The longest answer body read, from FCM or a token endpoint. Google's answers are well
+/// under a kilobyte; the token endpoint is each service account's `token_uri`, the app's word.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Sends messages through FCM HTTP v1.
 pub struct FcmClient {
@@ -118,43 +122,37 @@ impl FcmClient {
             self.api_url, credentials.project_id
         );
 
-        let access_token = match self
-            .access_tokens
-            .get(&self.http, credentials, token_url)
-            .await
-        {
-            Ok(token) => token,
-            Err(error) => return error.outcome(),
-        };
-        match self.post_message(&send_url, &access_token, &body).await {
-            SendVerdict::Done(outcome) => return outcome,
-            SendVerdict::AccessTokenRefused => {
-                tracing::info!("fcm refused the access token; fetching a new one");
-                self.access_tokens
-                    .forget(credentials, token_url, &access_token);
-            }
-        }
-
-        let access_token = match self
-            .access_tokens
-            .get(&self.http, credentials, token_url)
-            .await
-        {
-            Ok(token) => token,
-            Err(error) => return error.outcome(),
-        };
-        match self.post_message(&send_url, &access_token, &body).await {
-            SendVerdict::Done(outcome) => outcome,
-            SendVerdict::AccessTokenRefused => {
-                self.access_tokens
-                    .forget(credentials, token_url, &access_token);
-                Outcome::Rejected {
-                    reason: format!(
-                        "UNAUTHENTICATED: fcm refused a newly granted access token of service \
-                         account {} (does it have the Firebase Cloud Messaging API role in \
-                         project {}?)",
-                        credentials.client_email, credentials.project_id
-                    ),
+        // At most two sends: a refused access token is forgotten and the send made once more
+        // with a newly fetched one; a new token refused as well is the credentials' fault.
+        let mut refused_once = false;
+        loop {
+            let access_token = match self
+                .access_tokens
+                .get(&self.http, credentials, token_url)
+                .await
+            {
+                Ok(token) => token,
+                Err(error) => return error.outcome(),
+            };
+            match self.post_message(&send_url, &access_token, &body).await {
+                SendVerdict::Done(outcome) => return outcome,
+                SendVerdict::AccessTokenRefused if !refused_once => {
+                    tracing::info!("fcm refused the access token; fetching a new one");
+                    self.access_tokens
+                        .forget(credentials, token_url, &access_token);
+                    refused_once = true;
+                }
+                SendVerdict::AccessTokenRefused => {
+                    self.access_tokens
+                        .forget(credentials, token_url, &access_token);
+                    return Outcome::Rejected {
+                        reason: format!(
+                            "UNAUTHENTICATED: fcm refused a newly granted access token of \
+                             service account {} (does it have the Firebase Cloud Messaging API \
+                             role in project {}?)",
+                            credentials.client_email, credentials.project_id
+                        ),
+                    };
                 }
             }
         }
@@ -184,13 +182,17 @@ impl FcmClient {
         let after = retry_after(response.headers());
         if status.is_success() {
             // The answer names the message; accepted whether or not its body arrives whole.
-            if let Ok(answer) = response.json::<serde_json::Value>().await {
+            if let Ok(Some(answer)) = read_body(response).await
+                && let Ok(answer) = serde_json::from_slice::<serde_json::Value>(&answer)
+            {
                 tracing::debug!(name = %answer["name"], "fcm message name");
             }
             return SendVerdict::Done(Outcome::Delivered);
         }
-        match response.bytes().await {
-            Ok(answer) => response::error_verdict(status.as_u16(), after, &answer),
+        match read_body(response).await {
+            Ok(Some(answer)) => response::error_verdict(status.as_u16(), after, &answer),
+            // Not FCM's error shape: the HTTP status decides.
+            Ok(None) => response::error_verdict(status.as_u16(), after, b""),
             Err(error) => SendVerdict::Done(Outcome::Retry {
                 reason: format!(
                     "http {}: {}",
@@ -246,6 +248,19 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     value.trim().parse().ok().map(Duration::from_secs)
 }
 
+/// The body of an answer, or `None` when it is longer than [`MAX_ANSWER_BYTES`] (read no
+/// further, so a misbehaving endpoint cannot fill memory).
+async fn read_body(mut response: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
 /// Why a request got no answer: `timeout`, or `unreachable: ` and the error's causes.
 fn describe_request_error(error: &reqwest::Error) -> String {
     if error.is_timeout() {
@@ -259,14 +274,6 @@ fn describe_request_error(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     reason
-}
-
-fn unix_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
 }
 
 #[cfg(test)]

@@ -223,6 +223,16 @@ impl Gateways {
     }
 }
 
+/// Now, in milliseconds since the Unix epoch (0 before it), to turn a push's expiry into a
+/// TTL.
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
 /// The service a token belongs to (re-exported for callers that count per service).
 pub fn service_of(token: &PlatformToken) -> PlatformService {
     token.service()

@@ -17,6 +17,8 @@ mod encrypt;
 mod message;
 mod vapid;
 
+pub(crate) use message::is_topic;
+
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
@@ -24,7 +26,7 @@ use reqwest::{StatusCode, Url};
 use ringpush_protocol::device::Push;
 use ringpush_protocol::platform::decode_base64url;
 
-use crate::{GatewayConfig, GatewayError, Outcome, VapidCredentials};
+use crate::{GatewayConfig, GatewayError, Outcome, VapidCredentials, unix_millis};
 
 /// How much of a push service's error answer is kept in an outcome's reason.
 const MAX_REASON_DETAIL: usize = 200;
@@ -261,14 +263,6 @@ fn log_outcome(origin: &str, message_id: &str, outcome: &Outcome) {
         ),
         Outcome::NotConfigured => {}
     }
-}
-
-fn unix_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
 }
 
 #[cfg(test)]

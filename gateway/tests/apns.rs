@@ -2,9 +2,12 @@
 //! goes on the wire (headers, provider token, payload), what each answer becomes, and how
 //! connections and provider tokens are shared and renewed.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::SilentServer;
 use ringpush_gateway::apns::ApnsClient;
 use ringpush_gateway::{ApnsCredentials, GatewayConfig, Outcome};
 use ringpush_platform_doubles::apns::{
@@ -65,9 +68,49 @@ impl Fixture {
         }
     }
 
+    /// Sends `push` to the device `device_token(1)` through `client`, at its production
+    /// endpoint.
+    async fn send(&self, client: &ApnsClient, push: &Push) -> Outcome {
+        client
+            .send(&self.credentials, &device_token(1), false, push)
+            .await
+    }
+
     /// A client whose both endpoints are `double`.
     fn client(&self, double: &ApnsDouble) -> ApnsClient {
         ApnsClient::new(&self.config(double.url(), double.url())).expect("a client")
+    }
+}
+
+/// A fixture, a double on it (1000 concurrent streams) and a client whose both endpoints are
+/// the double.
+struct Running {
+    fixture: Fixture,
+    double: ApnsDouble,
+    client: ApnsClient,
+}
+
+impl Running {
+    async fn start() -> Self {
+        let fixture = Fixture::new();
+        let double = fixture.double(1000).await;
+        let client = fixture.client(&double);
+        Self {
+            fixture,
+            double,
+            client,
+        }
+    }
+
+    /// Sends `push` to the device `device_token(1)`, at the production endpoint.
+    async fn send(&self, push: &Push) -> Outcome {
+        self.fixture.send(&self.client, push).await
+    }
+
+    /// Sends `push`, which must be delivered, and answers the one request the double got.
+    async fn deliver(&self, push: &Push) -> ApnsRequest {
+        assert_eq!(self.send(push).await, Outcome::Delivered);
+        only_request(&self.double)
     }
 }
 
@@ -117,17 +160,11 @@ fn envelope_of(request: &ApnsRequest) -> Envelope {
 
 #[tokio::test]
 async fn an_alert_arrives_with_apples_headers_and_a_verified_provider_token() {
-    let fixture = Fixture::new();
-    let double = fixture.double(1000).await;
-    let client = fixture.client(&double);
+    let running = Running::start().await;
     let push = alert("Order shipped", "Your order 42 is on its way");
 
-    let outcome = client
-        .send(&fixture.credentials, &device_token(1), false, &push)
-        .await;
+    let request = running.deliver(&push).await;
 
-    assert_eq!(outcome, Outcome::Delivered);
-    let request = only_request(&double);
     assert_eq!((request.status, request.reason.as_deref()), (200, None));
     assert_eq!(request.device_token, device_token(1));
     assert_eq!(header(&request, "apns-topic"), Some(TOPIC));
@@ -156,18 +193,12 @@ async fn an_alert_arrives_with_apples_headers_and_a_verified_provider_token() {
 
 #[tokio::test]
 async fn a_data_only_push_is_a_background_push_at_priority_5() {
-    let fixture = Fixture::new();
-    let double = fixture.double(1000).await;
-    let client = fixture.client(&double);
+    let running = Running::start().await;
     let mut push = data_only();
     push.set_priority(Priority::High);
 
-    let outcome = client
-        .send(&fixture.credentials, &device_token(1), false, &push)
-        .await;
+    let request = running.deliver(&push).await;
 
-    assert_eq!(outcome, Outcome::Delivered);
-    let request = only_request(&double);
     assert_eq!(header(&request, "apns-push-type"), Some("background"));
     assert_eq!(header(&request, "apns-priority"), Some("5"));
     assert_eq!(
@@ -178,27 +209,19 @@ async fn a_data_only_push_is_a_background_push_at_priority_5() {
 
 #[tokio::test]
 async fn a_high_priority_alert_goes_at_priority_10() {
-    let fixture = Fixture::new();
-    let double = fixture.double(1000).await;
-    let client = fixture.client(&double);
+    let running = Running::start().await;
     let mut push = alert("Your driver is here", "");
     push.set_priority(Priority::High);
 
-    let outcome = client
-        .send(&fixture.credentials, &device_token(1), false, &push)
-        .await;
+    let request = running.deliver(&push).await;
 
-    assert_eq!(outcome, Outcome::Delivered);
-    let request = only_request(&double);
     assert_eq!(header(&request, "apns-push-type"), Some("alert"));
     assert_eq!(header(&request, "apns-priority"), Some("10"));
 }
 
 #[tokio::test]
 async fn collapse_id_expiration_badge_and_deep_link_are_passed() {
-    let fixture = Fixture::new();
-    let double = fixture.double(1000).await;
-    let client = fixture.client(&double);
+    let running = Running::start().await;
     let mut push = alert("Score", "2 - 1");
     push.collapse_key = "match-17".into();
     push.expires_at_ms = 4_102_444_800_500;
@@ -207,12 +230,8 @@ async fn collapse_id_expiration_badge_and_deep_link_are_passed() {
         notification.deep_link = "sports://matches/17".into();
     }
 
-    let outcome = client
-        .send(&fixture.credentials, &device_token(1), false, &push)
-        .await;
+    let request = running.deliver(&push).await;
 
-    assert_eq!(outcome, Outcome::Delivered);
-    let request = only_request(&double);
     assert_eq!(header(&request, "apns-collapse-id"), Some("match-17"));
     assert_eq!(header(&request, "apns-expiration"), Some("4102444800"));
     assert_eq!(request.body["aps"]["badge"], 4);
@@ -221,18 +240,12 @@ async fn collapse_id_expiration_badge_and_deep_link_are_passed() {
 
 #[tokio::test]
 async fn a_large_message_goes_id_only_within_4096_bytes() {
-    let fixture = Fixture::new();
-    let double = fixture.double(1000).await;
-    let client = fixture.client(&double);
+    let running = Running::start().await;
     let mut push = alert("A long read", "Open the app to read it");
     push.payload = vec![b'x'; 10_000];
 
-    let outcome = client
-        .send(&fixture.credentials, &device_token(1), false, &push)
-        .await;
+    let request = running.deliver(&push).await;
 
-    assert_eq!(outcome, Outcome::Delivered);
-    let request = only_request(&double);
     assert!(request.body_len <= 4096, "{}", request.body_len);
     assert_eq!(
         envelope_of(&request),
@@ -246,19 +259,10 @@ async fn a_large_message_goes_id_only_within_4096_bytes() {
 
 #[tokio::test]
 async fn an_unregistered_token_is_retired() {
-    let fixture = Fixture::new();
-    let double = fixture.double(1000).await;
-    let client = fixture.client(&double);
-    double.unregister(&device_token(1));
+    let running = Running::start().await;
+    running.double.unregister(&device_token(1));
 
-    let outcome = client
-        .send(
-            &fixture.credentials,
-            &device_token(1),
-            false,
-            &alert("Hi", ""),
-        )
-        .await;
+    let outcome = running.send(&alert("Hi", "")).await;
 
     assert_eq!(
         outcome,
@@ -266,15 +270,13 @@ async fn an_unregistered_token_is_retired() {
             reason: "Unregistered".into()
         }
     );
-    assert_eq!(only_request(&double).status, 410);
+    assert_eq!(only_request(&running.double).status, 410);
 }
 
 #[tokio::test]
 async fn rate_limits_and_unavailability_answer_retry() {
-    let fixture = Fixture::new();
-    let double = fixture.double(1000).await;
-    let client = fixture.client(&double);
-    let token = device_token(1);
+    let running = Running::start().await;
+    let (double, token) = (&running.double, device_token(1));
     double.fail_next(&token, 429, "TooManyRequests", 1);
     double.fail_next(&token, 503, "ServiceUnavailable", 1);
     double.fail_next_with_retry_after(
@@ -285,7 +287,7 @@ async fn rate_limits_and_unavailability_answer_retry() {
         Duration::from_secs(30),
     );
     let push = alert("Hi", "");
-    let send = || client.send(&fixture.credentials, &token, false, &push);
+    let send = || running.send(&push);
 
     assert_eq!(
         send().await,
@@ -313,10 +315,7 @@ async fn rate_limits_and_unavailability_answer_retry() {
 
 #[tokio::test]
 async fn apples_other_answers_retire_the_token_or_reject_the_message() {
-    let fixture = Fixture::new();
-    let double = fixture.double(1000).await;
-    let client = fixture.client(&double);
-    let token = device_token(1);
+    let running = Running::start().await;
     let cases = [
         (400, "BadDeviceToken", "token_retired"),
         (400, "DeviceTokenNotForTopic", "token_retired"),
@@ -326,25 +325,24 @@ async fn apples_other_answers_retire_the_token_or_reject_the_message() {
         (500, "InternalServerError", "retry"),
     ];
     for (status, reason, label) in cases {
-        double.fail_next(&token, status, reason, 1);
-        let outcome = client
-            .send(&fixture.credentials, &token, false, &alert("Hi", ""))
-            .await;
+        running
+            .double
+            .fail_next(&device_token(1), status, reason, 1);
+        let outcome = running.send(&alert("Hi", "")).await;
         assert_eq!((outcome.label(), outcome.reason()), (label, Some(reason)));
     }
 }
 
 #[tokio::test]
 async fn a_token_signed_with_another_key_is_rejected_naming_the_credentials() {
-    let fixture = Fixture::new();
-    let double = fixture.double(1000).await;
-    let client = fixture.client(&double);
+    let running = Running::start().await;
     let wrong_key = ApnsCredentials {
         private_key: rcgen::KeyPair::generate().expect("a key").serialize_pem(),
-        ..fixture.credentials.clone()
+        ..running.fixture.credentials.clone()
     };
 
-    let outcome = client
+    let outcome = running
+        .client
         .send(&wrong_key, &device_token(1), false, &alert("Hi", ""))
         .await;
 
@@ -356,7 +354,7 @@ async fn a_token_signed_with_another_key_is_rejected_naming_the_credentials() {
         reason.contains(TEAM_ID) && reason.contains(KEY_ID),
         "{reason}"
     );
-    let request = only_request(&double);
+    let request = only_request(&running.double);
     assert_eq!(
         (request.status, request.reason.as_deref()),
         (403, Some("InvalidProviderToken"))
@@ -400,8 +398,8 @@ async fn the_provider_token_is_re_signed_after_the_refresh_interval() {
     let mut config = fixture.config(double.url(), double.url());
     config.apns_token_refresh = Duration::from_secs(1);
     let client = ApnsClient::new(&config).expect("a client");
-    let (token, push) = (device_token(1), alert("Hi", ""));
-    let send = || client.send(&fixture.credentials, &token, false, &push);
+    let push = alert("Hi", "");
+    let send = || fixture.send(&client, &push);
 
     assert_eq!(send().await, Outcome::Delivered);
     assert_eq!(send().await, Outcome::Delivered);
@@ -423,15 +421,11 @@ async fn the_provider_token_is_re_signed_after_the_refresh_interval() {
 
 #[tokio::test]
 async fn an_expired_provider_token_is_re_signed_and_the_send_retried_once() {
-    let fixture = Fixture::new();
-    let double = fixture.double(1000).await;
-    let client = fixture.client(&double);
-    let token = device_token(1);
+    let running = Running::start().await;
+    let (double, token) = (&running.double, device_token(1));
     double.fail_next(&token, 403, "ExpiredProviderToken", 1);
 
-    let outcome = client
-        .send(&fixture.credentials, &token, false, &alert("Hi", ""))
-        .await;
+    let outcome = running.send(&alert("Hi", "")).await;
 
     assert_eq!(outcome, Outcome::Delivered);
     let received = double.received();
@@ -444,9 +438,7 @@ async fn an_expired_provider_token_is_re_signed_and_the_send_retried_once() {
 
     // Only once: a second expiry in a row is the caller's to retry.
     double.fail_next(&token, 403, "ExpiredProviderToken", 2);
-    let outcome = client
-        .send(&fixture.credentials, &token, false, &alert("Hi", ""))
-        .await;
+    let outcome = running.send(&alert("Hi", "")).await;
     assert_eq!(outcome.label(), "rejected");
     assert_eq!(double.received().len(), 4);
 }
@@ -494,14 +486,7 @@ async fn an_unreachable_endpoint_answers_retry() {
     let url = format!("https://127.0.0.1:{closed_port}");
     let client = ApnsClient::new(&fixture.config(url.clone(), url)).expect("a client");
 
-    let outcome = client
-        .send(
-            &fixture.credentials,
-            &device_token(1),
-            false,
-            &alert("Hi", ""),
-        )
-        .await;
+    let outcome = fixture.send(&client, &alert("Hi", "")).await;
 
     assert!(
         matches!(outcome, Outcome::Retry { after: None, .. }),
@@ -513,28 +498,13 @@ async fn an_unreachable_endpoint_answers_retry() {
 async fn a_server_that_never_answers_times_out_as_retry() {
     let fixture = Fixture::new();
     // Accepts TCP connections and holds them without a word of TLS.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
-    let url = format!("https://{}", listener.local_addr().expect("its address"));
-    let silent = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            held.push(stream);
-        }
-    });
+    let silent = SilentServer::start().await;
+    let url = format!("https://{}", silent.address);
     let mut config = fixture.config(url.clone(), url);
     config.request_timeout = Duration::from_millis(300);
     let client = ApnsClient::new(&config).expect("a client");
 
-    let outcome = client
-        .send(
-            &fixture.credentials,
-            &device_token(1),
-            false,
-            &alert("Hi", ""),
-        )
-        .await;
+    let outcome = fixture.send(&client, &alert("Hi", "")).await;
 
     let Outcome::Retry {
         reason,
@@ -544,16 +514,14 @@ async fn a_server_that_never_answers_times_out_as_retry() {
         panic!("expected Retry, got {outcome:?}");
     };
     assert!(reason.contains("within"), "{reason}");
-    silent.abort();
 }
 
 #[tokio::test]
 async fn a_connection_closed_by_goaway_is_replaced() {
-    let fixture = Fixture::new();
-    let double = fixture.double(1000).await;
-    let client = fixture.client(&double);
-    let (token, push) = (device_token(1), alert("Hi", ""));
-    let send = || client.send(&fixture.credentials, &token, false, &push);
+    let running = Running::start().await;
+    let double = &running.double;
+    let push = alert("Hi", "");
+    let send = || running.send(&push);
     assert_eq!(send().await, Outcome::Delivered);
 
     double.close_connections().await;

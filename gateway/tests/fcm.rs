@@ -2,9 +2,12 @@
 //! endpoint on a loopback port): what goes out, how access tokens are fetched and reused,
 //! and what each of Google's answers becomes.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{SilentServer, unix_millis};
 use ringpush_gateway::fcm::FcmClient;
 use ringpush_gateway::{FcmCredentials, GatewayConfig, Outcome};
 use ringpush_platform_doubles::fcm::{
@@ -13,6 +16,7 @@ use ringpush_platform_doubles::fcm::{
 };
 use ringpush_protocol::device::{Notification, Priority, Push};
 use ringpush_protocol::platform::{ENVELOPE_KEY, Envelope};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DEVICE: &str = "fcm-registration-token-1";
 
@@ -20,6 +24,13 @@ struct Setup {
     double: FcmDouble,
     client: FcmClient,
     credentials: FcmCredentials,
+}
+
+impl Setup {
+    /// Sends `push` to [`DEVICE`] with the test service account.
+    async fn send(&self, push: &Push) -> Outcome {
+        self.client.send(&self.credentials, DEVICE, push).await
+    }
 }
 
 async fn start_double() -> FcmDouble {
@@ -37,6 +48,10 @@ fn config_for(double: &FcmDouble) -> GatewayConfig {
     }
 }
 
+fn client(config: &GatewayConfig) -> FcmClient {
+    FcmClient::new(config).expect("a client")
+}
+
 fn credentials_from(service_account_json: &str) -> FcmCredentials {
     let credentials: FcmCredentials =
         serde_json::from_str(service_account_json).expect("a service account key file");
@@ -44,13 +59,18 @@ fn credentials_from(service_account_json: &str) -> FcmCredentials {
     credentials
 }
 
+/// The test service account, whose key the double trusts and whose `token_uri` is the
+/// double's.
+fn test_credentials(double: &FcmDouble) -> FcmCredentials {
+    let (json, _) = test_service_account(&double.token_url());
+    credentials_from(&json)
+}
+
 async fn setup() -> Setup {
     let double = start_double().await;
-    let client = FcmClient::new(&config_for(&double)).expect("a client");
-    let (json, _) = test_service_account(&double.token_url());
     Setup {
-        client,
-        credentials: credentials_from(&json),
+        client: client(&config_for(&double)),
+        credentials: test_credentials(&double),
         double,
     }
 }
@@ -73,11 +93,24 @@ fn envelope_of(message: &serde_json::Value) -> Envelope {
     Envelope::decode(text).expect("an envelope")
 }
 
-fn unix_millis() -> i64 {
-    let elapsed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970");
-    i64::try_from(elapsed.as_millis()).expect("fits")
+/// The reason of a `Rejected` outcome; any other outcome fails the test.
+fn rejected_reason(outcome: &Outcome) -> &str {
+    let Outcome::Rejected { reason } = outcome else {
+        panic!("expected Rejected, got {outcome:?}");
+    };
+    reason
+}
+
+/// The reason of a `Retry` without the service's delay; any other outcome fails the test.
+fn retry_reason(outcome: &Outcome) -> &str {
+    let Outcome::Retry {
+        reason,
+        after: None,
+    } = outcome
+    else {
+        panic!("expected Retry without a delay, got {outcome:?}");
+    };
+    reason
 }
 
 #[tokio::test]
@@ -93,7 +126,7 @@ async fn a_message_goes_out_with_its_envelope_notification_and_android_options()
         ..Default::default()
     });
 
-    let outcome = setup.client.send(&setup.credentials, DEVICE, &push).await;
+    let outcome = setup.send(&push).await;
 
     assert_eq!(outcome, Outcome::Delivered);
     let delivered = setup.double.delivered();
@@ -122,11 +155,7 @@ async fn a_message_goes_out_with_its_envelope_notification_and_android_options()
 #[tokio::test]
 async fn a_data_only_message_without_expiry_has_no_notification_and_no_ttl() {
     let setup = setup().await;
-    let outcome = setup
-        .client
-        .send(&setup.credentials, DEVICE, &push(1))
-        .await;
-    assert_eq!(outcome, Outcome::Delivered);
+    assert_eq!(setup.send(&push(1)).await, Outcome::Delivered);
     let message = &setup.double.delivered()[0].message;
     assert!(message.get("notification").is_none(), "{message}");
     assert_eq!(
@@ -141,11 +170,11 @@ async fn a_data_only_message_without_expiry_has_no_notification_and_no_ttl() {
 async fn one_access_token_serves_many_sends() {
     let setup = setup().await;
     for seq in 1..=20 {
-        let outcome = setup
-            .client
-            .send(&setup.credentials, DEVICE, &push(seq))
-            .await;
-        assert_eq!(outcome, Outcome::Delivered, "send {seq}");
+        assert_eq!(
+            setup.send(&push(seq)).await,
+            Outcome::Delivered,
+            "send {seq}"
+        );
     }
     assert_eq!(setup.double.token_requests(), 1);
     assert_eq!(setup.double.delivered().len(), 20);
@@ -153,16 +182,13 @@ async fn one_access_token_serves_many_sends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sends_without_a_token_fetch_it_once() {
-    let setup = setup().await;
+    let setup = Arc::new(setup().await);
     // The token request stays outstanding while the other sends start.
     setup.double.delay_token_answers(Duration::from_millis(200));
-    let client = Arc::new(setup.client);
-    let credentials = Arc::new(setup.credentials);
     let mut sends = tokio::task::JoinSet::new();
     for seq in 1..=20 {
-        let client = client.clone();
-        let credentials = credentials.clone();
-        sends.spawn(async move { client.send(&credentials, DEVICE, &push(seq)).await });
+        let setup = Arc::clone(&setup);
+        sends.spawn(async move { setup.send(&push(seq)).await });
     }
     while let Some(outcome) = sends.join_next().await {
         assert_eq!(outcome.expect("the send task ends"), Outcome::Delivered);
@@ -179,11 +205,7 @@ async fn a_token_near_its_expiry_is_not_used() {
         .double
         .set_access_token_lifetime(Duration::from_secs(30));
     for seq in 1..=3 {
-        let outcome = setup
-            .client
-            .send(&setup.credentials, DEVICE, &push(seq))
-            .await;
-        assert_eq!(outcome, Outcome::Delivered);
+        assert_eq!(setup.send(&push(seq)).await, Outcome::Delivered);
     }
     assert_eq!(setup.double.token_requests(), 3);
 }
@@ -191,19 +213,10 @@ async fn a_token_near_its_expiry_is_not_used() {
 #[tokio::test]
 async fn a_refused_access_token_is_replaced_and_the_send_succeeds() {
     let setup = setup().await;
-    assert_eq!(
-        setup
-            .client
-            .send(&setup.credentials, DEVICE, &push(1))
-            .await,
-        Outcome::Delivered
-    );
+    assert_eq!(setup.send(&push(1)).await, Outcome::Delivered);
     setup.double.expire_access_tokens();
 
-    let outcome = setup
-        .client
-        .send(&setup.credentials, DEVICE, &push(2))
-        .await;
+    let outcome = setup.send(&push(2)).await;
 
     assert_eq!(outcome, Outcome::Delivered);
     assert_eq!(setup.double.token_requests(), 2);
@@ -215,13 +228,7 @@ async fn a_refused_access_token_is_replaced_and_the_send_succeeds() {
         .collect();
     assert_eq!(statuses, [200, 401, 200]);
     // The new token is kept.
-    assert_eq!(
-        setup
-            .client
-            .send(&setup.credentials, DEVICE, &push(3))
-            .await,
-        Outcome::Delivered
-    );
+    assert_eq!(setup.send(&push(3)).await, Outcome::Delivered);
     assert_eq!(setup.double.token_requests(), 2);
 }
 
@@ -232,14 +239,9 @@ async fn an_access_token_refused_twice_is_rejected_without_a_third_try() {
         .double
         .fail_next(DEVICE, 401, "UNAUTHENTICATED", None, 2);
 
-    let outcome = setup
-        .client
-        .send(&setup.credentials, DEVICE, &push(1))
-        .await;
+    let outcome = setup.send(&push(1)).await;
 
-    let Outcome::Rejected { reason } = &outcome else {
-        panic!("expected Rejected, got {outcome:?}");
-    };
+    let reason = rejected_reason(&outcome);
     assert!(reason.starts_with("UNAUTHENTICATED"), "{reason}");
     assert!(reason.contains(TEST_CLIENT_EMAIL), "{reason}");
     assert_eq!(setup.double.received().len(), 2);
@@ -250,12 +252,8 @@ async fn an_access_token_refused_twice_is_rejected_without_a_third_try() {
 async fn an_unregistered_token_is_retired() {
     let setup = setup().await;
     setup.double.unregister(DEVICE);
-    let outcome = setup
-        .client
-        .send(&setup.credentials, DEVICE, &push(1))
-        .await;
     assert_eq!(
-        outcome,
+        setup.send(&push(1)).await,
         Outcome::TokenRetired {
             reason: "UNREGISTERED".into()
         }
@@ -268,12 +266,8 @@ async fn a_sender_id_mismatch_retires_the_token() {
     setup
         .double
         .fail_next(DEVICE, 403, "SENDER_ID_MISMATCH", None, 1);
-    let outcome = setup
-        .client
-        .send(&setup.credentials, DEVICE, &push(1))
-        .await;
     assert_eq!(
-        outcome,
+        setup.send(&push(1)).await,
         Outcome::TokenRetired {
             reason: "SENDER_ID_MISMATCH".into()
         }
@@ -287,10 +281,7 @@ async fn quota_exceeded_is_retried_after_the_services_delay() {
         .double
         .fail_next(DEVICE, 429, "QUOTA_EXCEEDED", Some(7), 1);
 
-    let outcome = setup
-        .client
-        .send(&setup.credentials, DEVICE, &push(1))
-        .await;
+    let outcome = setup.send(&push(1)).await;
 
     assert_eq!(
         outcome,
@@ -301,13 +292,7 @@ async fn quota_exceeded_is_retried_after_the_services_delay() {
     );
     // The failure was for one send only, and the provider itself did not send again.
     assert_eq!(setup.double.received().len(), 1);
-    assert_eq!(
-        setup
-            .client
-            .send(&setup.credentials, DEVICE, &push(1))
-            .await,
-        Outcome::Delivered
-    );
+    assert_eq!(setup.send(&push(1)).await, Outcome::Delivered);
 }
 
 #[tokio::test]
@@ -316,14 +301,8 @@ async fn unavailable_and_internal_are_retried() {
     setup.double.fail_next(DEVICE, 503, "UNAVAILABLE", None, 1);
     setup.double.fail_next(DEVICE, 500, "INTERNAL", Some(30), 1);
 
-    let first = setup
-        .client
-        .send(&setup.credentials, DEVICE, &push(1))
-        .await;
-    let second = setup
-        .client
-        .send(&setup.credentials, DEVICE, &push(1))
-        .await;
+    let first = setup.send(&push(1)).await;
+    let second = setup.send(&push(1)).await;
 
     assert_eq!(
         first,
@@ -351,22 +330,12 @@ async fn invalid_argument_and_third_party_auth_errors_are_rejected() {
         .double
         .fail_next(DEVICE, 401, "THIRD_PARTY_AUTH_ERROR", None, 1);
 
-    let invalid = setup
-        .client
-        .send(&setup.credentials, DEVICE, &push(1))
-        .await;
-    let third_party = setup
-        .client
-        .send(&setup.credentials, DEVICE, &push(1))
-        .await;
+    let invalid = setup.send(&push(1)).await;
+    let third_party = setup.send(&push(1)).await;
 
-    let Outcome::Rejected { reason } = &invalid else {
-        panic!("expected Rejected, got {invalid:?}");
-    };
+    let reason = rejected_reason(&invalid);
     assert!(reason.starts_with("INVALID_ARGUMENT: "), "{reason}");
-    let Outcome::Rejected { reason } = &third_party else {
-        panic!("expected Rejected, got {third_party:?}");
-    };
+    let reason = rejected_reason(&third_party);
     assert!(reason.starts_with("THIRD_PARTY_AUTH_ERROR"), "{reason}");
     // A 401 about APNs or Web Push credentials does not make the provider fetch a new token.
     assert_eq!(setup.double.token_requests(), 1);
@@ -375,14 +344,13 @@ async fn invalid_argument_and_third_party_auth_errors_are_rejected() {
 #[tokio::test]
 async fn a_key_the_service_does_not_know_is_rejected_naming_the_credentials() {
     let double = start_double().await;
-    let client = FcmClient::new(&config_for(&double)).expect("a client");
     let credentials = credentials_from(&untrusted_service_account(&double.token_url()));
 
-    let outcome = client.send(&credentials, DEVICE, &push(1)).await;
+    let outcome = client(&config_for(&double))
+        .send(&credentials, DEVICE, &push(1))
+        .await;
 
-    let Outcome::Rejected { reason } = &outcome else {
-        panic!("expected Rejected, got {outcome:?}");
-    };
+    let reason = rejected_reason(&outcome);
     assert!(reason.starts_with("fcm credentials:"), "{reason}");
     assert!(reason.contains(TEST_CLIENT_EMAIL), "{reason}");
     assert!(reason.contains("invalid_grant"), "{reason}");
@@ -395,27 +363,12 @@ async fn a_failing_token_endpoint_is_retried_and_not_remembered() {
     let setup = setup().await;
     setup.double.fail_token_requests(503, 1);
 
-    let outcome = setup
-        .client
-        .send(&setup.credentials, DEVICE, &push(1))
-        .await;
+    let outcome = setup.send(&push(1)).await;
 
-    let Outcome::Retry {
-        reason,
-        after: None,
-    } = &outcome
-    else {
-        panic!("expected Retry, got {outcome:?}");
-    };
+    let reason = retry_reason(&outcome);
     assert!(reason.contains("http 503"), "{reason}");
     assert!(setup.double.received().is_empty());
-    assert_eq!(
-        setup
-            .client
-            .send(&setup.credentials, DEVICE, &push(1))
-            .await,
-        Outcome::Delivered
-    );
+    assert_eq!(setup.send(&push(1)).await, Outcome::Delivered);
     assert_eq!(setup.double.token_requests(), 2);
 }
 
@@ -426,10 +379,8 @@ async fn the_service_accounts_token_uri_is_used_when_the_config_names_none() {
         fcm_token_url: None,
         ..config_for(&double)
     };
-    let client = FcmClient::new(&config).expect("a client");
-    let (json, _) = test_service_account(&double.token_url());
-    let outcome = client
-        .send(&credentials_from(&json), DEVICE, &push(1))
+    let outcome = client(&config)
+        .send(&test_credentials(&double), DEVICE, &push(1))
         .await;
     assert_eq!(outcome, Outcome::Delivered);
     assert_eq!(double.token_requests(), 1);
@@ -441,7 +392,7 @@ async fn a_large_message_goes_by_id_only() {
     let mut large = push(9);
     large.payload = vec![b'x'; 5000];
 
-    let outcome = setup.client.send(&setup.credentials, DEVICE, &large).await;
+    let outcome = setup.send(&large).await;
 
     assert_eq!(outcome, Outcome::Delivered);
     let message = &setup.double.delivered()[0].message;
@@ -459,23 +410,15 @@ async fn a_large_message_goes_by_id_only() {
 async fn an_unreachable_service_is_retried() {
     let double = start_double().await;
     let nobody = format!("http://127.0.0.1:{}", ringpush_testkit::free_port());
-    let (json, _) = test_service_account(&double.token_url());
-    let credentials = credentials_from(&json);
+    let credentials = test_credentials(&double);
 
     // FCM unreachable (the token endpoint answers).
     let config = GatewayConfig {
         fcm_url: nobody.clone(),
         ..config_for(&double)
     };
-    let client = FcmClient::new(&config).expect("a client");
-    let outcome = client.send(&credentials, DEVICE, &push(1)).await;
-    let Outcome::Retry {
-        reason,
-        after: None,
-    } = &outcome
-    else {
-        panic!("expected Retry, got {outcome:?}");
-    };
+    let outcome = client(&config).send(&credentials, DEVICE, &push(1)).await;
+    let reason = retry_reason(&outcome);
     assert!(reason.starts_with("unreachable"), "{reason}");
 
     // The token endpoint unreachable.
@@ -483,41 +426,18 @@ async fn an_unreachable_service_is_retried() {
         fcm_token_url: Some(format!("{nobody}/token")),
         ..config_for(&double)
     };
-    let client = FcmClient::new(&config).expect("a client");
-    let outcome = client.send(&credentials, DEVICE, &push(1)).await;
-    let Outcome::Retry {
-        reason,
-        after: None,
-    } = &outcome
-    else {
-        panic!("expected Retry, got {outcome:?}");
-    };
+    let outcome = client(&config).send(&credentials, DEVICE, &push(1)).await;
+    let reason = retry_reason(&outcome);
     assert!(reason.contains("unreachable"), "{reason}");
     assert!(double.received().is_empty());
-}
-
-/// A listener that accepts connections and never answers: requests to it hang until the
-/// client's timeout. Stops when the returned task is aborted.
-async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a listener");
-    let url = format!("http://{}", listener.local_addr().expect("an address"));
-    let holder = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((connection, _)) = listener.accept().await {
-            held.push(connection);
-        }
-    });
-    (url, holder)
 }
 
 #[tokio::test]
 async fn services_that_never_answer_time_out_into_retries() {
     let double = start_double().await;
-    let (silent_url, silent) = silent_server().await;
-    let (json, _) = test_service_account(&double.token_url());
-    let credentials = credentials_from(&json);
+    let silent = SilentServer::start().await;
+    let silent_url = format!("http://{}", silent.address);
+    let credentials = test_credentials(&double);
 
     // A silent token endpoint.
     let config = GatewayConfig {
@@ -525,8 +445,7 @@ async fn services_that_never_answer_time_out_into_retries() {
         request_timeout: Duration::from_millis(300),
         ..config_for(&double)
     };
-    let client = FcmClient::new(&config).expect("a client");
-    let outcome = client.send(&credentials, DEVICE, &push(1)).await;
+    let outcome = client(&config).send(&credentials, DEVICE, &push(1)).await;
     assert_eq!(
         outcome,
         Outcome::Retry {
@@ -541,17 +460,78 @@ async fn services_that_never_answer_time_out_into_retries() {
         request_timeout: Duration::from_secs(1),
         ..config_for(&double)
     };
-    let client = FcmClient::new(&config).expect("a client");
-    let outcome = client.send(&credentials, DEVICE, &push(1)).await;
-    let Outcome::Retry {
-        reason,
-        after: None,
-    } = &outcome
-    else {
-        panic!("expected Retry, got {outcome:?}");
-    };
+    let outcome = client(&config).send(&credentials, DEVICE, &push(1)).await;
+    let reason = retry_reason(&outcome);
     assert!(reason.ends_with("timeout"), "{reason}");
     assert_eq!(double.token_requests(), 1);
     assert!(double.received().is_empty());
-    silent.abort();
+}
+
+/// A token endpoint that answers 200 with a body that never ends (the `token_uri` of a
+/// service account is the app's word). Stops when the returned task is aborted.
+async fn endless_token_endpoint() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a listener");
+    let url = format!(
+        "http://{}/token",
+        listener.local_addr().expect("an address")
+    );
+    let server = tokio::spawn(async move {
+        while let Ok((mut connection, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match connection.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                            transfer-encoding: chunked\r\n\r\n";
+                let opening = br#"{"access_token":""#;
+                let mut answer = head.as_bytes().to_vec();
+                answer.extend_from_slice(format!("{:x}\r\n", opening.len()).as_bytes());
+                answer.extend_from_slice(opening);
+                answer.extend_from_slice(b"\r\n");
+                if connection.write_all(&answer).await.is_err() {
+                    return;
+                }
+                let chunk = [b'x'; 16 * 1024];
+                let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+                framed.extend_from_slice(&chunk);
+                framed.extend_from_slice(b"\r\n");
+                while connection.write_all(&framed).await.is_ok() {}
+            });
+        }
+    });
+    (url, server)
+}
+
+#[tokio::test]
+async fn an_endless_token_answer_is_cut_off_not_buffered_until_the_timeout() {
+    let double = start_double().await;
+    let (token_url, endless) = endless_token_endpoint().await;
+    let request_timeout = Duration::from_secs(10);
+    let config = GatewayConfig {
+        fcm_token_url: Some(token_url),
+        request_timeout,
+        ..config_for(&double)
+    };
+
+    let started = std::time::Instant::now();
+    let outcome = client(&config)
+        .send(&test_credentials(&double), DEVICE, &push(1))
+        .await;
+
+    let reason = retry_reason(&outcome);
+    assert!(reason.contains("an answer longer than"), "{reason}");
+    assert!(
+        started.elapsed() < request_timeout / 2,
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(double.received().is_empty());
+    endless.abort();
 }

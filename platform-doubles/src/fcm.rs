@@ -88,6 +88,34 @@ struct Shared {
 }
 
 impl Shared {
+    /// The state of a double that has seen nothing yet: tokens granted for an hour less a
+    /// second, no delays, no failures.
+    fn new(
+        project_id: &str,
+        client_email: &str,
+        public_key: RsaPublicKey,
+        token_url: String,
+    ) -> Self {
+        Self {
+            project_id: project_id.to_owned(),
+            client_email: client_email.to_owned(),
+            verifying_key: VerifyingKey::<Sha256>::new(public_key),
+            token_url,
+            records: Mutex::new(Records {
+                token_requests: 0,
+                access_tokens: HashMap::new(),
+                issued_count: 0,
+                access_token_lifetime: Duration::from_secs(3599),
+                token_answer_delay: Duration::ZERO,
+                token_failures: None,
+                received: Vec::new(),
+                unregistered: HashSet::new(),
+                failures: HashMap::new(),
+                messages_accepted: 0,
+            }),
+        }
+    }
+
     fn records(&self) -> MutexGuard<'_, Records> {
         // A panicking handler leaves the records usable for the test's own assertions.
         self.records
@@ -113,24 +141,12 @@ impl FcmDouble {
     ) -> io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            project_id: project_id.to_owned(),
-            client_email: client_email.to_owned(),
-            verifying_key: VerifyingKey::<Sha256>::new(public_key),
-            token_url: format!("http://{address}/token"),
-            records: Mutex::new(Records {
-                token_requests: 0,
-                access_tokens: HashMap::new(),
-                issued_count: 0,
-                access_token_lifetime: Duration::from_secs(3599),
-                token_answer_delay: Duration::ZERO,
-                token_failures: None,
-                received: Vec::new(),
-                unregistered: HashSet::new(),
-                failures: HashMap::new(),
-                messages_accepted: 0,
-            }),
-        });
+        let shared = Arc::new(Shared::new(
+            project_id,
+            client_email,
+            public_key,
+            format!("http://{address}/token"),
+        ));
         let app = Router::new()
             .route("/token", post(oauth::token_endpoint))
             .route(

@@ -40,6 +40,10 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// tokens live an hour).
 const MAX_TRUSTED_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
+/// Accounts kept before those without a usable token are dropped: every app's credentials
+/// add one, and a replaced key or a changed `token_uri` leaves its old entry behind.
+const MAX_ACCOUNTS: usize = 1024;
+
 /// A granted access token and when it is replaced.
 #[derive(Clone)]
 pub(super) struct AccessToken {
@@ -169,16 +173,23 @@ impl AccessTokenCache {
     /// The account's cell, replaced by an empty one when what it holds is no longer usable.
     fn current_cell(&self, key: AccountKey) -> TokenCell {
         let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        if accounts.len() >= MAX_ACCOUNTS && !accounts.contains_key(&key) {
+            accounts.retain(|_, cell| is_usable(cell));
+        }
         let cell = accounts.entry(key).or_default();
-        let usable = match cell.get() {
-            None => true, // being fetched: wait for it
-            Some(Ok(token)) => token.refresh_at > Instant::now(),
-            Some(Err(_)) => false,
-        };
-        if !usable {
+        if !is_usable(cell) {
             *cell = TokenCell::default();
         }
         cell.clone()
+    }
+}
+
+/// Whether a send may use what `cell` holds, or wait for it.
+fn is_usable(cell: &TokenCell) -> bool {
+    match cell.get() {
+        None => true, // being fetched: wait for it
+        Some(Ok(token)) => token.refresh_at > Instant::now(),
+        Some(Err(_)) => false,
     }
 }
 
@@ -243,8 +254,16 @@ async fn fetch(
     };
     let status = response.status();
     let after = super::retry_after(response.headers());
-    let body = match response.bytes().await {
-        Ok(body) => body,
+    let body = match super::read_body(response).await {
+        Ok(Some(body)) => body,
+        Ok(None) => {
+            let reason = format!(
+                "http {}: an answer longer than {} bytes",
+                status.as_u16(),
+                super::MAX_ANSWER_BYTES
+            );
+            return Err(unavailable(reason, after));
+        }
         Err(error) => return Err(unavailable(super::describe_request_error(&error), after)),
     };
     if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
@@ -316,6 +335,34 @@ mod tests {
             reason.starts_with("fcm credentials: fcm.private_key: "),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn a_full_cache_drops_the_accounts_without_a_usable_token() {
+        let cache = AccessTokenCache::default();
+        let token = |refresh_at| -> TokenCell {
+            Arc::new(OnceCell::new_with(Some(Ok(AccessToken {
+                bearer: "t".into(),
+                refresh_at,
+            }))))
+        };
+        let later = Instant::now() + Duration::from_secs(600);
+        {
+            let mut accounts = cache.accounts.lock().expect("not poisoned");
+            for number in 0..MAX_ACCOUNTS {
+                let key = AccountKey::new(&credentials(&format!("key {number}")), "https://t");
+                let refresh_at = if number == 0 { later } else { Instant::now() };
+                accounts.insert(key, token(refresh_at));
+            }
+        }
+        cache.current_cell(AccountKey::new(&credentials("a new key"), "https://t"));
+        let accounts = cache.accounts.lock().expect("not poisoned");
+        assert_eq!(
+            accounts.len(),
+            2,
+            "the one usable token and the new account"
+        );
+        assert!(accounts.contains_key(&AccountKey::new(&credentials("key 0"), "https://t")));
     }
 
     #[test]

@@ -20,9 +20,6 @@ const MAX_TTL_SECONDS: i64 = 28 * 24 * 3600;
 /// applied on Android.
 const MAX_APNS_COLLAPSE_ID_BYTES: usize = 64;
 
-/// RFC 8030's `Topic` is at most 32 characters of the base64url alphabet.
-const MAX_WEBPUSH_TOPIC_CHARS: usize = 32;
-
 /// The request body of `messages:send` for `push` to `registration_token`, at `now_ms`
 /// (milliseconds since the Unix epoch, to turn the push's expiry into a TTL).
 pub(super) fn send_request_body(registration_token: &str, push: &Push, now_ms: i64) -> Value {
@@ -127,13 +124,8 @@ fn webpush_config(push: &Push, now_ms: i64) -> Value {
     if let Some(ttl) = ttl_seconds(push, now_ms) {
         headers["TTL"] = ttl.to_string().into();
     }
-    let topic_ok = !push.collapse_key.is_empty()
-        && push.collapse_key.len() <= MAX_WEBPUSH_TOPIC_CHARS
-        && push
-            .collapse_key
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
-    if topic_ok {
+    // A collapse key that is not a valid topic as it is stays out of the Web Push headers.
+    if crate::webpush::is_topic(&push.collapse_key) {
         headers["Topic"] = push.collapse_key.clone().into();
     }
     json!({ "headers": headers })

@@ -131,80 +131,64 @@ mod tests {
         .into_bytes()
     }
 
+    fn retired(reason: &str) -> SendVerdict {
+        SendVerdict::Done(Outcome::TokenRetired {
+            reason: reason.into(),
+        })
+    }
+
+    fn retry(reason: &str, after: Option<Duration>) -> SendVerdict {
+        SendVerdict::Done(Outcome::Retry {
+            reason: reason.into(),
+            after,
+        })
+    }
+
+    fn rejected(reason: &str) -> SendVerdict {
+        SendVerdict::Done(Outcome::Rejected {
+            reason: reason.into(),
+        })
+    }
+
     #[test]
     fn googles_error_codes_map_as_documented() {
         let verdict =
             |status, name, code, after| error_verdict(status, after, &answer(status, name, code));
         let seven = Some(Duration::from_secs(7));
+        let unregistered = verdict(404, "NOT_FOUND", Some("UNREGISTERED"), None);
+        assert_eq!(unregistered, retired("UNREGISTERED"));
+        let mismatch = verdict(403, "PERMISSION_DENIED", Some("SENDER_ID_MISMATCH"), None);
+        assert_eq!(mismatch, retired("SENDER_ID_MISMATCH"));
+        let quota = verdict(429, "RESOURCE_EXHAUSTED", Some("QUOTA_EXCEEDED"), seven);
+        assert_eq!(quota, retry("QUOTA_EXCEEDED", seven));
+        let internal = verdict(500, "INTERNAL", Some("INTERNAL"), None);
+        assert_eq!(internal, retry("INTERNAL", None));
+        let invalid = verdict(400, "INVALID_ARGUMENT", Some("INVALID_ARGUMENT"), None);
+        assert_eq!(invalid, rejected("INVALID_ARGUMENT: what went wrong"));
+        let third_party = verdict(401, "UNAUTHENTICATED", Some("THIRD_PARTY_AUTH_ERROR"), None);
         assert_eq!(
-            verdict(404, "NOT_FOUND", Some("UNREGISTERED"), None),
-            SendVerdict::Done(Outcome::TokenRetired {
-                reason: "UNREGISTERED".into()
-            })
+            third_party,
+            rejected("THIRD_PARTY_AUTH_ERROR: what went wrong")
         );
-        assert_eq!(
-            verdict(403, "PERMISSION_DENIED", Some("SENDER_ID_MISMATCH"), None),
-            SendVerdict::Done(Outcome::TokenRetired {
-                reason: "SENDER_ID_MISMATCH".into()
-            })
-        );
-        assert_eq!(
-            verdict(429, "RESOURCE_EXHAUSTED", Some("QUOTA_EXCEEDED"), seven),
-            SendVerdict::Done(Outcome::Retry {
-                reason: "QUOTA_EXCEEDED".into(),
-                after: seven
-            })
-        );
-        assert_eq!(
-            verdict(500, "INTERNAL", Some("INTERNAL"), None),
-            SendVerdict::Done(Outcome::Retry {
-                reason: "INTERNAL".into(),
-                after: None
-            })
-        );
-        assert_eq!(
-            verdict(400, "INVALID_ARGUMENT", Some("INVALID_ARGUMENT"), None),
-            SendVerdict::Done(Outcome::Rejected {
-                reason: "INVALID_ARGUMENT: what went wrong".into()
-            })
-        );
-        assert_eq!(
-            verdict(401, "UNAUTHENTICATED", Some("THIRD_PARTY_AUTH_ERROR"), None),
-            SendVerdict::Done(Outcome::Rejected {
-                reason: "THIRD_PARTY_AUTH_ERROR: what went wrong".into()
-            })
-        );
-        assert_eq!(
-            verdict(401, "UNAUTHENTICATED", None, None),
-            SendVerdict::AccessTokenRefused
-        );
+        let refused = verdict(401, "UNAUTHENTICATED", None, None);
+        assert_eq!(refused, SendVerdict::AccessTokenRefused);
     }
 
     #[test]
     fn without_an_error_code_the_status_then_the_http_status_decide() {
         assert_eq!(
             error_verdict(400, None, &answer(400, "INVALID_ARGUMENT", None)),
-            SendVerdict::Done(Outcome::Rejected {
-                reason: "INVALID_ARGUMENT: what went wrong".into()
-            })
+            rejected("INVALID_ARGUMENT: what went wrong")
         );
         assert_eq!(
             error_verdict(503, None, b"<html>bad gateway</html>"),
-            SendVerdict::Done(Outcome::Retry {
-                reason: "http 503".into(),
-                after: None
-            })
+            retry("http 503", None)
         );
         assert_eq!(
             error_verdict(401, None, b""),
             SendVerdict::AccessTokenRefused
         );
-        assert_eq!(
-            error_verdict(404, None, b""),
-            SendVerdict::Done(Outcome::Rejected {
-                reason: "http 404".into()
-            })
-        );
+        assert_eq!(error_verdict(404, None, b""), rejected("http 404"));
     }
 
     #[test]

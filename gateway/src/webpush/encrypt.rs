@@ -214,28 +214,27 @@ mod tests {
         bytes(RFC_SALT).try_into().expect("16 bytes")
     }
 
-    #[test]
-    fn the_key_derivation_matches_rfc_8291_section_5() {
-        let keys = derive_content_keys(
+    /// The keys derived from the RFC's example inputs.
+    fn rfc_content_keys() -> ContentKeys {
+        derive_content_keys(
             &bytes(RFC_ECDH_SECRET),
             &bytes(RFC_UA_PUBLIC),
             &bytes(RFC_AS_PUBLIC),
             &bytes(RFC_AUTH_SECRET),
             &rfc_salt(),
-        );
+        )
+    }
+
+    #[test]
+    fn the_key_derivation_matches_rfc_8291_section_5() {
+        let keys = rfc_content_keys();
         assert_eq!(keys.cek.to_vec(), bytes(RFC_CEK));
         assert_eq!(keys.nonce.to_vec(), bytes(RFC_NONCE));
     }
 
     #[test]
     fn the_sealed_message_matches_rfc_8291_section_5_byte_for_byte() {
-        let keys = derive_content_keys(
-            &bytes(RFC_ECDH_SECRET),
-            &bytes(RFC_UA_PUBLIC),
-            &bytes(RFC_AS_PUBLIC),
-            &bytes(RFC_AUTH_SECRET),
-            &rfc_salt(),
-        );
+        let keys = rfc_content_keys();
         let body = seal_single_record(&keys, &rfc_salt(), &bytes(RFC_AS_PUBLIC), RFC_PLAINTEXT)
             .expect("fits");
         assert_eq!(body, bytes(RFC_BODY));

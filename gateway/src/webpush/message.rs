@@ -159,15 +159,21 @@ pub(crate) fn topic(collapse_key: &str) -> Option<String> {
     if collapse_key.is_empty() {
         return None;
     }
-    let valid = collapse_key.len() <= MAX_TOPIC_LEN
-        && collapse_key
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
-    if valid {
+    if is_topic(collapse_key) {
         return Some(collapse_key.to_owned());
     }
     let hash = digest(&SHA256, collapse_key.as_bytes());
     Some(URL_SAFE_NO_PAD.encode(&hash.as_ref()[..24]))
+}
+
+/// Whether `text` is a valid `Topic` as it is: 1 to 32 characters of the base64url
+/// alphabet (RFC 8030 section 5.4).
+pub(crate) fn is_topic(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_TOPIC_LEN
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
 }
 
 #[cfg(test)]

@@ -25,10 +25,14 @@ pub(crate) const TOKEN_REUSE: Duration = Duration::from_secs(6 * 60 * 60);
 /// flood of made-up origins must not grow the cache without bound.
 const MAX_CACHED_TOKENS: usize = 1024;
 
+/// Which cached header a request may use. The private key's digest is part of it: the
+/// public key is public, so credentials that name another app's public key without its private
+/// key must not borrow the header that key signed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct TokenKey {
     origin: String,
     public_key: String,
+    private_key_sha256: [u8; 32],
     subject: String,
 }
 
@@ -52,9 +56,14 @@ impl VapidAuthorizations {
         credentials: &VapidCredentials,
         origin: &str,
     ) -> Result<String, GatewayError> {
+        let digest =
+            ring::digest::digest(&ring::digest::SHA256, credentials.private_key.as_bytes());
+        let mut private_key_sha256 = [0; 32];
+        private_key_sha256.copy_from_slice(digest.as_ref());
         let key = TokenKey {
             origin: origin.to_owned(),
             public_key: credentials.public_key.clone(),
+            private_key_sha256,
             subject: credentials.subject.clone(),
         };
         if let Some(cached) = self.lock().get(&key)
@@ -158,6 +167,23 @@ mod tests {
             claims_of(&other, &credentials.public_key)["aud"],
             "https://other.example"
         );
+    }
+
+    #[test]
+    fn another_private_key_does_not_borrow_a_cached_header() {
+        let credentials = credentials();
+        let authorizations = VapidAuthorizations::default();
+        authorizations
+            .authorization(&credentials, "https://push.example")
+            .expect("signs");
+        let borrower = VapidCredentials {
+            private_key: "q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94".into(),
+            ..credentials
+        };
+        let error = authorizations
+            .authorization(&borrower, "https://push.example")
+            .expect_err("not the key pair the cached header was signed with");
+        assert!(error.to_string().starts_with("webpush keys"), "{error}");
     }
 
     #[test]

@@ -232,8 +232,6 @@ fn unix_seconds() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use rsa::RsaPrivateKey;
     use rsa::pkcs1v15::SigningKey;
     use rsa::pkcs8::DecodePrivateKey;
@@ -241,31 +239,19 @@ mod tests {
     use rsa::signature::{SignatureEncoding, Signer};
 
     use super::*;
+    use crate::fcm::Shared;
     use crate::fcm::service_account::{TEST_KEY_PEM, UNTRUSTED_KEY_PEM};
-    use crate::fcm::{Records, Shared};
 
     const TOKEN_URL: &str = "http://127.0.0.1:1/token";
     const NOW: u64 = 1_800_000_000;
 
     fn shared() -> Shared {
-        Shared {
-            project_id: "p".into(),
-            client_email: "sender@p.iam.gserviceaccount.com".into(),
-            verifying_key: rsa::pkcs1v15::VerifyingKey::new(crate::fcm::test_public_key()),
-            token_url: TOKEN_URL.into(),
-            records: Mutex::new(Records {
-                token_requests: 0,
-                access_tokens: HashMap::new(),
-                issued_count: 0,
-                access_token_lifetime: Duration::from_secs(3599),
-                token_answer_delay: Duration::ZERO,
-                token_failures: None,
-                received: Vec::new(),
-                unregistered: Default::default(),
-                failures: HashMap::new(),
-                messages_accepted: 0,
-            }),
-        }
+        Shared::new(
+            "p",
+            "sender@p.iam.gserviceaccount.com",
+            crate::fcm::test_public_key(),
+            TOKEN_URL.into(),
+        )
     }
 
     fn assertion(key_pem: &str, claims: serde_json::Value) -> String {
