@@ -4,7 +4,7 @@
 //! Starts a platform (Redis, a controller, a dispatcher, K connectors, each a real process),
 //! registers N devices through the REST API, and starts load-generator processes
 //! ([`crate::loadgen`], this binary) each holding up to [`PER_LOADGEN`] idle authenticated
-//! WebSocket connections from its own 127.0.0.x address, every device straight to its owner
+//! WebSocket connections from its own 127.0.0.x addresses, every device straight to its owner
 //! on the ring. Then, per connector: resident memory before and after (bytes per
 //! connection), the kernel's TCP memory (/proc/net/sockstat, both ends of every socket are
 //! on this machine), the connect rate over the ramp, CPU while idle with keepalives; then
@@ -49,6 +49,8 @@ pub struct ConnectionsOptions {
     pub idle_seconds: f64,
     /// Connection attempts under way at once, per load generator.
     pub concurrency: usize,
+    /// The keepalive interval the connectors ask for (devices ping a little more often).
+    pub ping_interval_seconds: u64,
 }
 
 impl ConnectionsOptions {
@@ -59,6 +61,7 @@ impl ConnectionsOptions {
             connectors: 2,
             idle_seconds: 2.0,
             concurrency: 64,
+            ping_interval_seconds: 2,
         }
     }
 }
@@ -71,6 +74,7 @@ impl Default for ConnectionsOptions {
             connectors: 1,
             idle_seconds: 10.0,
             concurrency: 256,
+            ping_interval_seconds: 30,
         }
     }
 }
@@ -145,6 +149,7 @@ pub async fn run(options: &ConnectionsOptions) -> anyhow::Result<ConnectionsRepo
     let watchdog = Duration::from_secs(600 + options.devices as u64 / 50);
     let mut platform = Platform::start_with(PlatformOptions {
         connectors: options.connectors,
+        connector_ping_interval_seconds: options.ping_interval_seconds,
         watchdog,
         ..PlatformOptions::default()
     })
@@ -291,10 +296,12 @@ pub fn table(report: &ConnectionsReport) -> String {
     let options = &report.options;
     let _ = writeln!(
         out,
-        "connections: {} idle devices (WebSocket, authenticated, keepalive as the connector's \
-         Welcome asks) over {} connector(s), from {} load generator(s); every process on this \
-         machine ({} cores)",
+        "connections: {} idle devices (WebSocket, authenticated, a keepalive Ping every {:.1} s \
+         for a {} s interval) over {} connector(s), from {} load generator(s); every process \
+         on this machine ({} cores)",
         options.devices,
+        options.ping_interval_seconds as f64 * 0.8,
+        options.ping_interval_seconds,
         options.connectors,
         report.loadgens,
         std::thread::available_parallelism().map_or(0, usize::from),

@@ -1,6 +1,7 @@
 //! Load-generator child processes (`ringpush-bench loadgen`, this same binary) as the
-//! `connections` scenario starts them: one per ~18,000 devices, each on its own source
-//! address, its status lines read by a thread into one channel, each killed when dropped.
+//! `connections` scenario starts them: one per ~18,000 devices, each on its own four
+//! source addresses (127.0.0.2–5 for the first, …), its status lines read by a thread
+//! into one channel, each killed when dropped.
 //!
 //! Does not own: what a load generator does (`loadgen`).
 
@@ -13,13 +14,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+/// Source addresses per load generator: ~4,500 devices each, so that the kernel's search
+/// for a free port on `bind` stays short.
+const SOURCES_PER_LOADGEN: usize = 4;
+/// Load generators that fit in 127.0.0.2–127.0.0.253 (about 1,000,000 devices).
+const MAX_LOADGENS: usize = 252 / SOURCES_PER_LOADGEN;
+
 /// A status line from load generator `index`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Status {
     /// `up <welcomed> <total> <unix_ms>`.
     Up { welcomed: usize, total: usize },
     /// `all <unix_ms> …`: every device welcomed (again), at that instant.
-    All { unix_ms: u128 },
+    All { unix_ms: u128, detail: String },
 }
 
 fn parse(line: &str) -> Option<Status> {
@@ -29,8 +36,9 @@ fn parse(line: &str) -> Option<Status> {
             welcomed: welcomed.parse().ok()?,
             total: total.parse().ok()?,
         }),
-        ["all", unix_ms, ..] => Some(Status::All {
+        ["all", unix_ms, rest @ ..] => Some(Status::All {
             unix_ms: unix_ms.parse().ok()?,
+            detail: rest.join(" "),
         }),
         _ => None,
     }
@@ -54,7 +62,7 @@ pub struct Shared<'a> {
 }
 
 impl Loadgens {
-    /// Starts one child per plan file; child i binds to 127.0.0.(2+i).
+    /// Starts one child per plan file; child i binds to 127.0.0.(2+4i) to 127.0.0.(5+4i).
     pub fn start(plans: &[(std::path::PathBuf, usize)], shared: &Shared) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("the bench binary's path")?;
         let (sender, lines) = mpsc::channel();
@@ -101,7 +109,8 @@ impl Loadgens {
         while which.iter().any(|index| done[*index].is_none()) {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok((index, Status::All { unix_ms })) if unix_ms > since_ms => {
+                Ok((index, Status::All { unix_ms, detail })) if unix_ms > since_ms => {
+                    eprintln!("load generator {index}: all welcomed ({detail})");
                     done[index] = Some(unix_ms);
                 }
                 Ok((index, Status::Up { welcomed: up, .. })) => welcomed[index] = up,
@@ -128,14 +137,16 @@ fn spawn(
     connectors: &str,
     shared: &Shared,
 ) -> anyhow::Result<Child> {
-    let source = format!("127.0.0.{}", 2 + index);
-    if index > 250 {
+    if index >= MAX_LOADGENS {
         bail!("more load generators than 127.0.0.x addresses");
     }
+    let sources: Vec<String> = (0..SOURCES_PER_LOADGEN)
+        .map(|k| format!("127.0.0.{}", 2 + index * SOURCES_PER_LOADGEN + k))
+        .collect();
     Command::new(exe)
         .args(["loadgen", "--plan"])
         .arg(plan)
-        .args(["--source", &source, "--connectors", connectors])
+        .args(["--sources", &sources.join(","), "--connectors", connectors])
         .args(["--dispatcher", &shared.dispatcher.to_string()])
         .args(["--concurrency", &shared.concurrency.to_string()])
         .args(["--max-seconds", &shared.max_seconds.to_string()])

@@ -111,6 +111,12 @@ struct ConnectionsArgs {
     /// Seconds over which idle CPU is measured.
     #[arg(long)]
     idle_seconds: Option<f64>,
+    /// Connection attempts under way at once, per load generator.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// The connectors' keepalive interval, seconds (30 by default; 2 in quick mode).
+    #[arg(long)]
+    ping_interval: Option<u64>,
 }
 
 impl ConnectionsArgs {
@@ -124,7 +130,11 @@ impl ConnectionsArgs {
             devices: self.devices.unwrap_or(base.devices),
             connectors: self.connectors.unwrap_or(base.connectors),
             idle_seconds: self.idle_seconds.unwrap_or(base.idle_seconds),
-            concurrency: base.concurrency,
+            concurrency: self.concurrency.unwrap_or(base.concurrency).max(1),
+            ping_interval_seconds: self
+                .ping_interval
+                .unwrap_or(base.ping_interval_seconds)
+                .max(1),
         }
     }
 }
@@ -134,9 +144,10 @@ struct LoadgenArgs {
     /// Lines of `device_id device_token connector_index`.
     #[arg(long)]
     plan: PathBuf,
-    /// The address every socket binds to before connecting.
-    #[arg(long)]
-    source: IpAddr,
+    /// The addresses sockets bind to before connecting, comma-separated (device i uses
+    /// address i mod count).
+    #[arg(long, value_delimiter = ',', required = true)]
+    sources: Vec<IpAddr>,
     /// The connectors' device addresses, comma-separated, in plan index order.
     #[arg(long, value_delimiter = ',')]
     connectors: Vec<SocketAddr>,
@@ -225,7 +236,7 @@ fn run_loadgen(args: LoadgenArgs) -> ExitCode {
         }
     };
     let options = LoadgenOptions {
-        source: args.source,
+        sources: args.sources,
         connectors: args.connectors,
         dispatcher: args.dispatcher,
         concurrency: args.concurrency.max(1),

@@ -39,6 +39,8 @@ struct State<'a> {
     ready: VecDeque<u32>,
     in_flight: usize,
     up: usize,
+    /// Failed attempts so far, by the phase they failed in (index: `Phase as usize`).
+    failures: [u64; 7],
     /// One read buffer for every socket.
     scratch: Vec<u8>,
     /// One write buffer for every socket.
@@ -70,6 +72,7 @@ pub fn run(
         ready: (0..devices.len() as u32).collect(),
         in_flight: 0,
         up: 0,
+        failures: [0; 7],
         scratch: vec![0; 16 * 1024],
         out: Vec::with_capacity(1024),
         jitter: Jitter::new(u64::from(std::process::id()) ^ unix_ms() as u64),
@@ -93,20 +96,30 @@ pub fn run(
         if Instant::now() < next_tick {
             continue;
         }
-        next_tick += TICK;
-        tick += 1;
-        state.fire_timers();
-        state.send_pings(tick);
-        if tick.is_multiple_of(10) {
-            state.expire_attempts();
+        // Every tick due, not one per pass: under load a pass can take longer than a tick,
+        // and pings sent one tick per pass would fall behind the connector's timeout.
+        let mut caught_up = 0;
+        while Instant::now() >= next_tick && caught_up < 600 {
+            next_tick += TICK;
+            tick += 1;
+            caught_up += 1;
+            state.send_pings(tick);
+            if tick.is_multiple_of(10) {
+                state.expire_attempts();
+            }
         }
+        if caught_up == 600 {
+            next_tick = Instant::now() + TICK;
+        }
+        state.fire_timers();
         let all = state.up == devices.len();
         if all && !was_all {
             let _ = writeln!(
                 stdout,
-                "all {} {:.3}",
+                "all {} {:.3} failed {:?}",
                 unix_ms(),
-                state.started.elapsed().as_secs_f64()
+                state.started.elapsed().as_secs_f64(),
+                state.failures
             );
         }
         was_all = all;
@@ -159,7 +172,9 @@ impl State<'_> {
                 Phase::Connecting,
             )
         };
-        let opened = conn::open(self.options.source, to).and_then(|mut stream| {
+        let sources = &self.options.sources;
+        let source = sources[index as usize % sources.len()];
+        let opened = conn::open(source, to).and_then(|mut stream| {
             self.poll.registry().register(
                 &mut stream,
                 Token(index as usize),
@@ -178,6 +193,7 @@ impl State<'_> {
 
     /// The attempt failed: close, back off, and ask the dispatcher next time.
     fn fail(&mut self, index: u32) {
+        self.failures[self.conns[index as usize].phase as usize] += 1;
         let delay = self.jitter.backoff(self.conns[index as usize].failures);
         let conn = &mut self.conns[index as usize];
         conn.stream = None;
@@ -346,7 +362,12 @@ impl State<'_> {
                                 _ => return self.fail(index),
                             }
                         }
-                        Some(Kind::Error(_)) => return self.fail(index),
+                        Some(Kind::Error(error)) => {
+                            if self.failures.iter().sum::<u64>() < 3 {
+                                eprintln!("loadgen: connector refused a device: {error:?}");
+                            }
+                            return self.fail(index);
+                        }
                         _ => {}
                     }
                 }

@@ -1,13 +1,15 @@
 //! `ringpush-bench loadgen`: one load-generator process, holding up to ~18,000 idle
 //! authenticated device connections (one process may hold 20,000 open files here) from one
-//! source address, as the `connections` scenario starts several of.
+//! few source addresses of its own, as the `connections` scenario starts several of.
 //!
 //! It reads a plan (one line per device: `device_id device_token connector_index`), opens
 //! every connection on one thread with no task per connection (see `event_loop`), answers
 //! pings, sends the device protocol's keepalive, and reconnects dropped devices as the SDK
 //! does. It prints status lines on stdout for its parent:
 //! - `up <welcomed> <total> <unix_ms>` when the welcomed count changed (at most every 300 ms);
-//! - `all <unix_ms> <seconds since start>` each time every device is welcomed again.
+//! - `all <unix_ms> <seconds since start> failed [..]` each time every device is welcomed
+//!   again, with the failed attempts so far by phase (waiting, lookup connecting, lookup
+//!   reading, connecting, upgrading, hello, up).
 //!
 //! It stops when its stdin closes (its parent ended) or after `max_seconds`.
 //!
@@ -26,8 +28,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// How one load generator runs.
 #[derive(Debug, Clone)]
 pub struct LoadgenOptions {
-    /// The address every socket is bound to before it connects (127.0.0.2, …).
-    pub source: IpAddr,
+    /// The addresses sockets are bound to before they connect, device i to address
+    /// i mod len: a few per load generator keep each address's ports sparse, where the
+    /// kernel finds a free one fast (its search slows as an address fills).
+    pub sources: Vec<IpAddr>,
     /// The connectors' device addresses; a plan's connector index points in here.
     pub connectors: Vec<SocketAddr>,
     /// The dispatcher's address, asked after a failed attempt.
