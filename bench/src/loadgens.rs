@@ -24,7 +24,11 @@ const MAX_LOADGENS: usize = 252 / SOURCES_PER_LOADGEN;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Status {
     /// `up <welcomed> <total> <unix_ms>`.
-    Up { welcomed: usize, total: usize },
+    Up {
+        welcomed: usize,
+        total: usize,
+        detail: String,
+    },
     /// `all <unix_ms> …`: every device welcomed (again), at that instant.
     All { unix_ms: u128, detail: String },
 }
@@ -32,9 +36,10 @@ pub enum Status {
 fn parse(line: &str) -> Option<Status> {
     let fields: Vec<&str> = line.split_whitespace().collect();
     match fields.as_slice() {
-        ["up", welcomed, total, _] => Some(Status::Up {
+        ["up", welcomed, total, _, rest @ ..] => Some(Status::Up {
             welcomed: welcomed.parse().ok()?,
             total: total.parse().ok()?,
+            detail: rest.join(" "),
         }),
         ["all", unix_ms, rest @ ..] => Some(Status::All {
             unix_ms: unix_ms.parse().ok()?,
@@ -106,6 +111,7 @@ impl Loadgens {
         let deadline = Instant::now() + timeout;
         let mut done: Vec<Option<u128>> = vec![None; self.sizes.len()];
         let mut welcomed = vec![0usize; self.sizes.len()];
+        let mut details = vec![String::new(); self.sizes.len()];
         while which.iter().any(|index| done[*index].is_none()) {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -113,12 +119,31 @@ impl Loadgens {
                     eprintln!("load generator {index}: all welcomed ({detail})");
                     done[index] = Some(unix_ms);
                 }
-                Ok((index, Status::Up { welcomed: up, .. })) => welcomed[index] = up,
+                Ok((
+                    index,
+                    Status::Up {
+                        welcomed: up,
+                        detail,
+                        ..
+                    },
+                )) => {
+                    welcomed[index] = up;
+                    details[index] = detail;
+                }
                 Ok(_) => {}
                 Err(_) => {
                     let held: usize = which.iter().map(|index| welcomed[*index]).sum();
                     let wanted: usize = which.iter().map(|index| self.sizes[*index]).sum();
-                    bail!("after {timeout:?}: {held} of {wanted} devices welcomed");
+                    let late: Vec<String> = which
+                        .iter()
+                        .filter(|index| done[**index].is_none())
+                        .map(|index| format!("load generator {index}: {}", details[*index]))
+                        .collect();
+                    bail!(
+                        "after {timeout:?}: {held} of {wanted} devices welcomed (the last \
+                         count each reported; {})",
+                        late.join("; ")
+                    );
                 }
             }
         }

@@ -125,7 +125,18 @@ pub fn run(
         was_all = all;
         if tick.is_multiple_of(3) && state.up != last_status {
             last_status = state.up;
-            let _ = writeln!(stdout, "up {} {} {}", state.up, devices.len(), unix_ms());
+            let mut phases = [0usize; 7];
+            for conn in &state.conns {
+                phases[conn.phase as usize] += 1;
+            }
+            let _ = writeln!(
+                stdout,
+                "up {} {} {} phases {phases:?} failed {:?}",
+                state.up,
+                devices.len(),
+                unix_ms(),
+                state.failures
+            );
         }
     }
     Ok(())

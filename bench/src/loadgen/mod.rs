@@ -6,7 +6,9 @@
 //! every connection on one thread with no task per connection (see `event_loop`), answers
 //! pings, sends the device protocol's keepalive, and reconnects dropped devices as the SDK
 //! does. It prints status lines on stdout for its parent:
-//! - `up <welcomed> <total> <unix_ms>` when the welcomed count changed (at most every 300 ms);
+//! - `up <welcomed> <total> <unix_ms> phases [..] failed [..]` when the welcomed count
+//!   changed (at most every 300 ms), with the devices in each phase and the failed attempts
+//!   by phase (waiting, lookup connecting, lookup reading, connecting, upgrading, hello, up);
 //! - `all <unix_ms> <seconds since start> failed [..]` each time every device is welcomed
 //!   again, with the failed attempts so far by phase (waiting, lookup connecting, lookup
 //!   reading, connecting, upgrading, hello, up).
