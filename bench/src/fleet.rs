@@ -136,7 +136,7 @@ impl Fleet {
     }
 }
 
-async fn register(
+pub(crate) async fn register(
     platform: &Platform,
     app: &str,
     client_key: &str,
@@ -162,7 +162,7 @@ async fn register(
 }
 
 /// The platform's connectors as the ring sees them (the harness starts them as `c0`, `c1`…).
-fn members(platform: &Platform) -> Vec<Member> {
+pub(crate) fn members(platform: &Platform) -> Vec<Member> {
     platform
         .connectors
         .iter()

@@ -8,6 +8,12 @@
 //!
 //! - [`throttle`]: does a throttled campaign keep within 10% of its set rate, for an
 //!   audience (paced by the connectors) and for a device list (paced by the controller)?
+//! - [`ring`]: how evenly the ring spreads devices and how many move on a join or leave
+//!   (pure computation, no deployment).
+//! - [`connections`]: what idle devices cost a connector (memory, kernel memory, CPU), the
+//!   connect rate, and how fast a killed connector's devices come back on their new owners;
+//!   [`loadgen`] is the lean load-generator process it starts ([`loadgens`] runs them) and
+//!   [`procfs`] reads /proc.
 //! - [`fleet`]: simulated devices registered and held online over the connectors.
 //! - [`measure`]: achieved rates, one-second windows and lateness from arrival instants.
 //!
@@ -15,6 +21,11 @@
 //! (its one smoke test checks that the command runs, not its figures). Build with `--release`
 //! (`make bench`): debug builds measure the compiler, not the platform.
 
+pub mod connections;
 pub mod fleet;
+pub mod loadgen;
+pub mod loadgens;
 pub mod measure;
+pub mod procfs;
+pub mod ring;
 pub mod throttle;

@@ -32,3 +32,52 @@ fn the_throttle_benchmark_runs_and_prints_its_table() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_ring_benchmark_runs_and_prints_its_table() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ringpush-bench"))
+        .args(["ring", "--quick"])
+        .output()
+        .expect("run ringpush-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "ringpush-bench failed ({:?})\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("max/mean"), "no table header:\n{stdout}");
+    for size in ["3", "10"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.trim_start().starts_with(&format!("{size} "))),
+            "no row for {size} members:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("ring sizes within the targets"), "{stdout}");
+}
+
+#[test]
+fn the_connections_benchmark_runs_and_prints_its_table() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ringpush-bench"))
+        .args(["connections", "--quick"])
+        .output()
+        .expect("run ringpush-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "ringpush-bench failed ({:?})\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("bytes/conn"), "no table header:\n{stdout}");
+    for connector in ["c0", "c1"] {
+        assert!(
+            stdout.lines().any(|line| line.starts_with(connector)),
+            "no {connector} row:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("reconnect storm: kill -9"), "{stdout}");
+    assert!(stdout.contains("connections/s"), "{stdout}");
+}

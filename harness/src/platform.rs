@@ -37,6 +37,8 @@ pub struct Platform {
     pub http: reqwest::Client,
     /// More flags for every connector this platform starts ([`PlatformOptions::connector_args`]).
     connector_args: Vec<String>,
+    /// [`PlatformOptions::connector_ping_interval_seconds`], for connectors started later.
+    connector_ping_interval_seconds: u64,
     /// Aborts the test process, with the logs, if this deployment outlives its limit.
     _watchdog: Watchdog,
     /// Last: fields drop in order, and the processes print their logs from here when they
@@ -73,6 +75,9 @@ pub struct PlatformOptions {
     pub dispatcher_args: Vec<String>,
     /// More flags for every connector, those started later included (say, gRPC TLS).
     pub connector_args: Vec<String>,
+    /// The keepalive interval connectors name in their Welcome (2 s by default, so that
+    /// tests see timeouts quickly; a benchmark of idle devices wants a realistic one).
+    pub connector_ping_interval_seconds: u64,
     /// How long the deployment may live before the watchdog aborts the process (a
     /// benchmark runs longer than a test).
     pub watchdog: std::time::Duration,
@@ -100,6 +105,7 @@ impl Default for PlatformOptions {
             controller_args: Vec::new(),
             dispatcher_args: Vec::new(),
             connector_args: Vec::new(),
+            connector_ping_interval_seconds: 2,
             watchdog: watchdog::DEFAULT_LIMIT,
             redis_args: Vec::new(),
         }
@@ -159,6 +165,7 @@ impl Platform {
             connectors: Vec::new(),
             http: reqwest::Client::new(),
             connector_args: options.connector_args,
+            connector_ping_interval_seconds: options.connector_ping_interval_seconds,
             _watchdog: Watchdog::start(log_dir, options.watchdog),
         };
         for _ in 0..connectors {
@@ -195,7 +202,7 @@ impl Platform {
             "--grpc-listen".into(),
             grpc_addr.to_string(),
             "--ping-interval-seconds".into(),
-            "2".into(),
+            self.connector_ping_interval_seconds.to_string(),
             "--drain-timeout-seconds".into(),
             "10".into(),
         ];
