@@ -6,21 +6,28 @@
 
 use std::process::Command;
 
-#[test]
-fn the_throttle_benchmark_runs_and_prints_its_table() {
+/// Runs `ringpush-bench` with `args`; answers its standard output once it ran (exit 0: every
+/// row within its target, 1: some row outside; 2 or a panic: it could not run) and printed
+/// a table with `header`.
+fn run_bench(args: &[&str], header: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_ringpush-bench"))
-        .args(["throttle", "--quick"])
+        .args(args)
         .output()
         .expect("run ringpush-bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    // 0: every row within its target, 1: some row outside; 2 or a panic: it could not run.
     assert!(
         matches!(output.status.code(), Some(0 | 1)),
-        "ringpush-bench failed ({:?})\n{stdout}\n{stderr}",
+        "ringpush-bench {args:?} failed ({:?})\n{stdout}\n{stderr}",
         output.status
     );
-    assert!(stdout.contains("achieved/s"), "no table header:\n{stdout}");
+    assert!(stdout.contains(header), "no table header:\n{stdout}");
+    stdout
+}
+
+#[test]
+fn the_throttle_benchmark_runs_and_prints_its_table() {
+    let stdout = run_bench(&["throttle", "--quick"], "achieved/s");
     for target in ["audience", "skewed", "unicast"] {
         assert!(
             stdout.lines().any(|line| line.starts_with(target)),
@@ -35,18 +42,7 @@ fn the_throttle_benchmark_runs_and_prints_its_table() {
 
 #[test]
 fn the_ring_benchmark_runs_and_prints_its_table() {
-    let output = Command::new(env!("CARGO_BIN_EXE_ringpush-bench"))
-        .args(["ring", "--quick"])
-        .output()
-        .expect("run ringpush-bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        matches!(output.status.code(), Some(0 | 1)),
-        "ringpush-bench failed ({:?})\n{stdout}\n{stderr}",
-        output.status
-    );
-    assert!(stdout.contains("max/mean"), "no table header:\n{stdout}");
+    let stdout = run_bench(&["ring", "--quick"], "max/mean");
     for size in ["3", "10"] {
         assert!(
             stdout
@@ -60,18 +56,7 @@ fn the_ring_benchmark_runs_and_prints_its_table() {
 
 #[test]
 fn the_connections_benchmark_runs_and_prints_its_table() {
-    let output = Command::new(env!("CARGO_BIN_EXE_ringpush-bench"))
-        .args(["connections", "--quick"])
-        .output()
-        .expect("run ringpush-bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        matches!(output.status.code(), Some(0 | 1)),
-        "ringpush-bench failed ({:?})\n{stdout}\n{stderr}",
-        output.status
-    );
-    assert!(stdout.contains("bytes/conn"), "no table header:\n{stdout}");
+    let stdout = run_bench(&["connections", "--quick"], "bytes/conn");
     for connector in ["c0", "c1"] {
         assert!(
             stdout.lines().any(|line| line.starts_with(connector)),
