@@ -116,32 +116,19 @@ fn write_config(path: &Path, apns: &ApnsDouble, fcm: &FcmDouble, ca: &Path) {
 /// An app with the services' credentials; answers (app id, server key, client key).
 async fn app_with_gateways(platform: &Platform, services: &Services) -> (String, String, String) {
     let (app, server_key, client_key) = platform.create_app().await;
-    let (status, body) = put(
-        platform,
-        &format!("/v1/apps/{app}/gateways"),
-        ADMIN_TOKEN,
-        &services.app_settings,
-    )
-    .await;
+    let (status, body) = platform
+        .put(
+            &format!("/v1/apps/{app}/gateways"),
+            ADMIN_TOKEN,
+            &services.app_settings,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert!(
         !body.to_string().contains("PRIVATE KEY"),
         "secrets must not be answered: {body}"
     );
     (app, server_key, client_key)
-}
-
-async fn put(platform: &Platform, path: &str, bearer: &str, body: &Value) -> (u16, Value) {
-    let response = platform
-        .http
-        .put(format!("{}{path}", platform.controller_url))
-        .bearer_auth(bearer)
-        .json(body)
-        .send()
-        .await
-        .expect("controller answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// Registers a device (client key) and its platform token (the device's own token); answers
@@ -164,7 +151,7 @@ async fn device_with_token(
     let device = body["device_id"].as_str().expect("device id").to_owned();
     let device_token = body["device_token"].as_str().expect("device token");
     let path = format!("/v1/apps/{app}/devices/{device}/platform-token");
-    let (status, body) = put(platform, &path, device_token, &token).await;
+    let (status, body) = platform.put(&path, device_token, &token).await;
     assert_eq!(status, 200, "{body}");
     device
 }
@@ -292,6 +279,11 @@ async fn apns_carries_messages_to_offline_ios_devices() {
     let requests = apns_requests(&services.apns, &token, 3).await;
     assert_eq!(requests[1].status, 429);
     assert_eq!(requests[2].status, 200);
+    let waited = requests[2].received_at - requests[1].received_at;
+    assert!(
+        waited >= Duration::from_millis(400),
+        "the retry came {waited:?} after the 429, before the backoff"
+    );
 
     // 3. Normal priority, socket first: sent only after the app's delay (1 s), since the
     // device is not connected by then.
@@ -434,50 +426,23 @@ async fn fcm_and_web_push_carry_messages_and_tokens_are_guarded() {
 
     // Tokens are checked, and guarded: a client key (shipped in every app) may not set one.
     let path = format!("/v1/apps/{app}/devices/{android}/platform-token");
-    let (status, body) = put(
-        &platform,
-        &path,
-        &client_key,
-        &json!({"service": "fcm", "token": "x"}),
-    )
-    .await;
-    assert_eq!(status, 403, "{body}");
-    let (status, body) = put(
-        &platform,
-        &path,
-        &server_key,
-        &json!({"service": "apns", "token": "not hex"}),
-    )
-    .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("hexadecimal"),
-        "{body}"
-    );
-    let (status, body) = put(
-        &platform,
-        &path,
-        "dt1.forged.1.2.abc",
-        &json!({"service": "fcm", "token": "x"}),
-    )
-    .await;
-    assert_eq!(status, 401, "{body}");
-    let (status, body) = put(
-        &platform,
-        &path,
-        &server_key,
-        &json!({"service": "fcm", "token": "rotated"}),
-    )
-    .await;
-    assert_eq!(status, 200, "a server key that manages devices may: {body}");
+    let fcm = json!({"service": "fcm", "token": "rotated"});
+    let not_hex = json!({"service": "apns", "token": "not hex"});
+    for (bearer, token, status, message) in [
+        (client_key.as_str(), &fcm, 403, "client key"),
+        (server_key.as_str(), &not_hex, 400, "hexadecimal"),
+        ("dt1.forged.1.2.abc", &fcm, 401, "device token"),
+        // A server key that manages devices may.
+        (server_key.as_str(), &fcm, 200, ""),
+    ] {
+        let (answered, body) = platform.put(&path, bearer, token).await;
+        assert_eq!(answered, status, "{token} with {bearer}: {body}");
+        let text = body["error"]["message"].as_str().unwrap_or("");
+        assert!(text.contains(message), "{body}");
+    }
 
     // Bad credentials are refused with the field named, and nothing is stored.
-    let (status, body) = put(
-        &platform,
-        &format!("/v1/apps/{app}/gateways"),
+    let (status, body) = platform.put(&format!("/v1/apps/{app}/gateways"),
         ADMIN_TOKEN,
         &json!({"apns": {"team_id": "x", "key_id": KEY_ID, "topic": TOPIC, "private_key": "nope"}}),
     )

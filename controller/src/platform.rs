@@ -126,19 +126,9 @@ impl Platform {
         {
             return Ok(settings);
         }
-        let json = state.store.platform().app_gateways(app).await?;
-        let settings = match json {
-            None => None,
-            Some(json) => match serde_json::from_str::<AppGateways>(&json) {
-                Ok(settings) => Some(Arc::new(settings)),
-                Err(error) => {
-                    return Err(ringpush_store::StoreError::Corrupt {
-                        key: format!("gateways of app {app}"),
-                        detail: error.to_string(),
-                    });
-                }
-            },
-        };
+        let settings = read_settings(state.store.as_ref(), app)
+            .await?
+            .map(Arc::new);
         self.settings
             .lock()
             .expect("platform settings lock poisoned")
@@ -161,6 +151,22 @@ impl Platform {
             .get(&app)
             .cloned()
     }
+}
+
+/// An app's gateway settings as stored (the store keeps their JSON), without the cache.
+pub(crate) async fn read_settings(
+    store: &dyn ringpush_store::Store,
+    app: AppId,
+) -> StoreResult<Option<AppGateways>> {
+    let Some(json) = store.platform().app_gateways(app).await? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&json)
+        .map(Some)
+        .map_err(|error| ringpush_store::StoreError::Corrupt {
+            key: format!("gateways of app {app}"),
+            detail: error.to_string(),
+        })
 }
 
 /// The time jobs are due by: the store's clock, so that every controller agrees whatever its

@@ -39,7 +39,7 @@ pub use credentials::{
     ApnsCredentials, AppGateways, FcmCredentials, Route, RoutePolicy, VapidCredentials,
 };
 use ringpush_protocol::device::Push;
-use ringpush_protocol::platform::{PlatformService, PlatformToken};
+use ringpush_protocol::platform::PlatformToken;
 
 /// What became of one platform send, and what the caller does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,9 +231,4 @@ fn unix_millis() -> i64 {
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
         })
-}
-
-/// The service a token belongs to (re-exported for callers that count per service).
-pub fn service_of(token: &PlatformToken) -> PlatformService {
-    token.service()
 }

@@ -306,6 +306,21 @@ impl Platform {
         (status, body)
     }
 
+    /// PUTs JSON; answers the status and the JSON body.
+    pub async fn put(&self, path: &str, bearer: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.controller_url))
+            .bearer_auth(bearer)
+            .json(body)
+            .send()
+            .await
+            .expect("controller answers");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
     /// GETs JSON; answers the status and the JSON body.
     pub async fn get(&self, path: &str, bearer: &str) -> (u16, Value) {
         let response = self

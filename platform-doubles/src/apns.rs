@@ -121,6 +121,8 @@ pub struct ApnsRequest {
     pub reason: Option<String>,
     /// Which connection it came on (1 for the first the double accepted, and so on).
     pub connection: usize,
+    /// When the double had read the whole request.
+    pub received_at: std::time::Instant,
 }
 
 /// An answer a test asked for, in place of the normal one.

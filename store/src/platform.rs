@@ -97,7 +97,8 @@ pub trait PlatformStore: Send + Sync {
     async fn app_gateways(&self, app: AppId) -> StoreResult<Option<String>>;
 
     /// Plans each job at its due time (ms, on the store's clock); a job for a message that
-    /// already has one replaces it.
+    /// already has one replaces it (a retry plans its job again,
+    /// with its attempts counted).
     async fn schedule_platform_sends(&self, jobs: &[(PlatformJob, i64)]) -> StoreResult<()>;
     /// Takes up to `limit` jobs due at `now_ms`, oldest due first, and hides each until
     /// `now_ms + lease_ms`: unless finished or rescheduled by then, it is due again.
@@ -109,8 +110,6 @@ pub trait PlatformStore: Send + Sync {
     ) -> StoreResult<Vec<PlatformJob>>;
     /// Removes a job (sent, skipped, or failed for good).
     async fn finish_platform_send(&self, message: MessageId) -> StoreResult<()>;
-    /// Plans a job again (its `attempts` as the caller counted them) at `due_at_ms`.
-    async fn reschedule_platform_send(&self, job: &PlatformJob, due_at_ms: i64) -> StoreResult<()>;
     /// Jobs planned and not finished (for readiness and tests).
     async fn pending_platform_sends(&self) -> StoreResult<u64>;
 

@@ -55,12 +55,9 @@ pub(crate) async fn get_gateways(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     credentials.admin(&state).await?;
     let app = load_app(&state, &app_id).await?;
-    let settings = match state.store.platform().app_gateways(app.id).await? {
-        Some(json) => serde_json::from_str::<AppGateways>(&json).map_err(|error| {
-            ApiError::Internal(format!("gateways of app {} unreadable: {error}", app.id))
-        })?,
-        None => AppGateways::default(),
-    };
+    let settings = crate::platform::read_settings(state.store.as_ref(), app.id)
+        .await?
+        .unwrap_or_default();
     Ok(Json(settings.public_view()))
 }
 
@@ -178,29 +175,29 @@ async fn device_caller(
     device_id: &str,
 ) -> Result<(AppRecord, DeviceId), ApiError> {
     let unknown = || ApiError::UnknownDevice(device_id.chars().take(40).collect());
+    let parse_device = || device_id.parse::<DeviceId>().map_err(|_| unknown());
     let presented = bearer(&credentials.headers)?;
-    let app = if presented.starts_with("dt1.") {
-        load_app(state, app_id).await?
-    } else {
-        credentials
-            .app(state, app_id, Access::RegisterDevices)
-            .await?
-    };
-    if !presented.starts_with("dt1.")
-        && app
-            .live_key(&ringpush_store::secret_hash(presented))
-            .is_some_and(|key| key.kind == ringpush_store::KeyKind::Client)
-    {
-        return Err(ApiError::WrongKey {
-            needed: "device token or a server key",
-            given: "client key",
-        });
-    }
-    let device: DeviceId = device_id.parse().map_err(|_| unknown())?;
-    if presented.starts_with("dt1.") {
+    let (app, device) = if presented.starts_with("dt1.") {
+        let app = load_app(state, app_id).await?;
+        let device = parse_device()?;
         app.check_device_token(device, presented, now_ms())
             .map_err(ApiError::DeviceTokenRefused)?;
-    }
+        (app, device)
+    } else {
+        // A server key with manage_devices (or an operator); a client key passes this check
+        // too, since it may register devices, and is refused here.
+        let app = credentials
+            .app(state, app_id, Access::RegisterDevices)
+            .await?;
+        let key = app.live_key(&ringpush_store::secret_hash(presented));
+        if key.is_some_and(|key| key.kind == ringpush_store::KeyKind::Client) {
+            return Err(ApiError::WrongKey {
+                needed: "device token or a server key",
+                given: "client key",
+            });
+        }
+        (app, parse_device()?)
+    };
     match state.store.device(device).await? {
         Some(record) if record.app == app.id => Ok((app, device)),
         _ => Err(unknown()),

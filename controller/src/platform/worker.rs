@@ -236,7 +236,10 @@ async fn settle(state: &ControllerState, platform: &Platform, job: PlatformJob, 
             outcome.reason = Some(reason);
             tracing::debug!(message_id = %retried.message, attempts, ?delay, "platform send retried later");
             record(state, &retried, &outcome).await;
-            if let Err(error) = store.reschedule_platform_send(&retried, due_at_ms).await {
+            if let Err(error) = store
+                .schedule_platform_sends(&[(retried.clone(), due_at_ms)])
+                .await
+            {
                 // Still claimed: due again when its lease ends.
                 tracing::warn!(message_id = %retried.message, %error, "could not reschedule");
             }

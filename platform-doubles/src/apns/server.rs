@@ -159,6 +159,7 @@ async fn answer(
         status: reply.status,
         reason: reply.reason.clone(),
         connection,
+        received_at: std::time::Instant::now(),
     });
     let apns_id = request_apns_id.unwrap_or_else(|| {
         let number = state.next_apns_id.fetch_add(1, Ordering::Relaxed);

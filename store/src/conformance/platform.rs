@@ -139,7 +139,7 @@ pub async fn platform_sends_are_claimed_when_due_and_again_after_their_lease(sto
         ..second.clone()
     };
     platform
-        .reschedule_platform_send(&retried, 30_000)
+        .schedule_platform_sends(&[(retried.clone(), 30_000)])
         .await
         .expect("reschedule");
     assert_eq!(platform.pending_platform_sends().await.expect("count"), 1);

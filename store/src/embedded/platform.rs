@@ -241,11 +241,6 @@ impl PlatformStore for EmbeddedStore {
         .await
     }
 
-    async fn reschedule_platform_send(&self, job: &PlatformJob, due_at_ms: i64) -> StoreResult<()> {
-        self.schedule_platform_sends(&[(job.clone(), due_at_ms)])
-            .await
-    }
-
     async fn pending_platform_sends(&self) -> StoreResult<u64> {
         self.read(move |transaction| Ok(transaction.open_table(JOBS)?.len()?))
             .await

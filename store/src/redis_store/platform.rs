@@ -150,11 +150,6 @@ impl PlatformStore for RedisStore {
             .map_err(|error| redis_error("finish platform send", &due, error))
     }
 
-    async fn reschedule_platform_send(&self, job: &PlatformJob, due_at_ms: i64) -> StoreResult<()> {
-        self.schedule_platform_sends(&[(job.clone(), due_at_ms)])
-            .await
-    }
-
     async fn pending_platform_sends(&self) -> StoreResult<u64> {
         let jobs_key = self.keys.platform_jobs();
         self.connection()

@@ -68,13 +68,6 @@ impl PlatformStore for RegionalStore {
         self.local().platform().finish_platform_send(message).await
     }
 
-    async fn reschedule_platform_send(&self, job: &PlatformJob, due_at_ms: i64) -> StoreResult<()> {
-        self.local()
-            .platform()
-            .reschedule_platform_send(job, due_at_ms)
-            .await
-    }
-
     async fn pending_platform_sends(&self) -> StoreResult<u64> {
         self.local().platform().pending_platform_sends().await
     }
